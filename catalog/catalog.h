@@ -192,6 +192,9 @@ int strata_catalog_children(struct strata_catalog *cat, int64_t set_id, int64_t 
 int strata_catalog_lookup(struct strata_catalog *cat, int64_t set_id, int64_t snap, int64_t parent,
 			  const char *name, size_t len, struct strata_entry_list *ret,
 			  struct strata_error *err);
+/* The version of node 'node' live in snapshot 'snap' (the mount's getattr by inode); -ENOENT if none. */
+int strata_catalog_node_entry(struct strata_catalog *cat, int64_t snap, int64_t node,
+			      struct strata_entry_list *ret, struct strata_error *err);
 /* Resolve "etc/erp/settings.ini" (no leading slash needed; "" or "/" is the root, returning n=0). */
 int strata_catalog_resolve(struct strata_catalog *cat, int64_t set_id, int64_t snap, const char *path,
 			   struct strata_entry_list *ret, struct strata_error *err);
@@ -263,7 +266,12 @@ int strata_catalog_version_close(struct strata_catalog *cat, int64_t version_id,
 int strata_catalog_version_add(struct strata_catalog *cat, const struct strata_entry *e,
 			       int64_t *ret_version, struct strata_error *err);
 
-/* Record an archive of the running snapshot; frames in strata_frames_encode format. */
+/*
+ * Record an archive of the running snapshot; frames in strata_frames_encode
+ * format.  When row->id is non-zero the row gets that id: backup uses the
+ * snapshot's id (one archive per snapshot), so the version rows written
+ * during the walk can point at the archive before it is finished.
+ */
 int strata_catalog_archive_add(struct strata_catalog *cat, const struct strata_archive_row *row,
 			       int64_t *ret_id, struct strata_error *err);
 
