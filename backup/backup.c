@@ -1344,6 +1344,8 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 		goto out;
 	in_tx = true;
 	r.snap.kind = level;
+	r.snap.set_id = r.set_id;
+	snprintf(r.snap.set, sizeof(r.snap.set), "%s", opts->set ? opts->set : "default");
 	if (strata_buf_append(&r.path, "", 0) < 0) {
 		ret = -ENOMEM;
 		goto out;
