@@ -907,7 +907,7 @@ static int visit(struct run *r, int dirfd, const char *name, const struct strata
 	char q[1400];
 	size_t saved;
 	int64_t node;
-	bool must;
+	bool must, changed;
 	int ret, childfd = -1;
 	bool walked_whole = !src || src->is_source;
 
@@ -932,7 +932,16 @@ static int visit(struct run *r, int dirfd, const char *name, const struct strata
 			ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
 		goto out;
 	}
-	must = !lv || stat_changed(&st, lv) || r->snap.kind == STRATA_LEVEL_FULL ||
+	if (src && !src->is_source && lv) {
+		/* An ancestor of a source is only the way to it (tar does not
+		 * store it at all): its times change with everything else in,
+		 * say, /tmp, so only a new type, mode or owner counts. */
+		changed = type_of(st.st_mode) != lv->type || (uint32_t)st.st_mode != lv->mode ||
+			  st.st_uid != lv->uid || st.st_gid != lv->gid;
+	} else {
+		changed = !lv || stat_changed(&st, lv);
+	}
+	must = changed || r->snap.kind == STRATA_LEVEL_FULL ||
 	       (r->snap.kind == STRATA_LEVEL_DIFFERENTIAL && lv->first_snapshot > r->full_id);
 	if (lv && lv->type != type_of(st.st_mode))
 		must = true;

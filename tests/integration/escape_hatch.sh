@@ -1,2 +1,88 @@
 #!/bin/bash
-exit 77
+# escape_hatch.sh - an unencrypted archive is a plain .tar.zst: zstd -t
+# passes, `zstd -dc | tar -x` gives back the snapshot, the seek table
+# follows zstd's seekable format, and the last member is .strata/manifest.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+need jq zstd tar od
+
+repo=$T/repo
+src=$T/src
+srel=$(rel "$src")
+gen_tree "$src" 24
+snapshot_state "$src" "$T/state0"
+expect_exit 0 strata -r "$repo" init
+expect_exit 0 strata -r "$repo" backup --level full "$src"
+
+mapfile -t arch < <(archives "$repo")
+[[ ${#arch[@]} == 1 ]] || fail "expected one archive, found ${#arch[@]}: ${arch[*]}"
+a=$repo/archives/${arch[0]}
+[[ ${arch[0]} =~ ^[0-9a-f]{32}\.tar\.zst$ ]] || fail "archive name '${arch[0]}' is not <32hex>.tar.zst"
+
+zstd -tq -- "$a" || fail "zstd -t rejects $a"
+
+# The last tar member is the manifest.
+zstd -dc -- "$a" | tar -tf - >"$T/members"
+last=$(tail -n 1 "$T/members")
+[[ ${last#./} == .strata/manifest ]] || fail "last member is '$last', not .strata/manifest"
+
+# Extract with GNU tar alone and compare with the source, every line.
+mkdir "$T/x"
+zstd -dc -- "$a" | tar -C "$T/x" --xattrs --xattrs-include='*' --acls --numeric-owner \
+	--same-permissions --same-owner -xf - 2>"$T/tar.err" || {
+	cat "$T/tar.err" >&2
+	fail "zstd -dc | tar -x failed"
+}
+[[ -s $T/x/.strata/manifest ]] || fail "manifest not extracted"
+snapshot_state "$T/x/$srel" "$T/state.tar"
+compare_states "$T/state0" "$T/state.tar" "source and 'zstd -dc | tar -x'"
+
+# The seek table (zstd contrib/seekable_format): the file ends with a
+# skippable frame [0x184D2A5E][size u32][entries][nframes u32][descriptor u8][0x8F92EAB1].
+u32() { od -An -tu4 --endian=little -j "$2" -N4 -- "$1" | tr -d ' '; }
+u8() { od -An -tu1 -j "$2" -N1 -- "$1" | tr -d ' '; }
+size=$(stat -c %s -- "$a")
+magic=$(od -An -tx1 -j $((size - 4)) -N4 -- "$a" | tr -d ' ')
+[[ $magic == b1ea928f ]] || fail "seek table footer magic is '$magic', wanted b1 ea 92 8f"
+nframes=$(u32 "$a" $((size - 9)))
+desc=$(u8 "$a" $((size - 5)))
+((desc & 0x7c)) && fail "seek table descriptor has reserved bits set: $desc"
+esize=8
+((desc & 0x80)) && esize=12
+tsize=$((nframes * esize + 9))
+tstart=$((size - 8 - tsize))
+((nframes > 0 && tstart > 0)) || fail "seek table: $nframes frames, bad start $tstart"
+[[ $(u32 "$a" "$tstart") == $((0x184D2A5E)) ]] || fail "no skippable magic 0x184D2A5E at the seek table start ($tstart)"
+[[ $(u32 "$a" $((tstart + 4))) == "$tsize" ]] || fail "seek table frame size field != $tsize"
+log "seek table: $nframes frames, entry size $esize"
+
+# Entries: compressed sizes add up to the frames' bytes, decompressed sizes
+# to the tar stream, and every frame starts with the zstd magic.
+od -An -tu4 --endian=little -v -j $((tstart + 8)) -N $((nframes * esize)) -- "$a" |
+	tr -s ' \n' '\n' | sed '/^$/d' >"$T/entries"
+[[ $(wc -l <"$T/entries") == $((nframes * esize / 4)) ]] || fail "seek table entries truncated"
+off=0 dsum=0 k=0
+while read -r c; do
+	read -r dsz
+	if ((esize == 12)); then read -r _; fi
+	((c > 0)) || fail "seek table: frame $k has compressed size 0"
+	offs[k]=$off
+	off=$((off + c))
+	dsum=$((dsum + dsz))
+	k=$((k + 1))
+done <"$T/entries"
+# frames may follow an optional leading skippable frame (a header)
+lead=$((tstart - off))
+((lead >= 0)) || fail "seek table: frames ($off bytes) overrun the table at $tstart"
+if ((lead > 0)); then
+	m=$(u32 "$a" 0)
+	(((m & 0xFFFFFFF0) == 0x184D2A50)) || fail "$lead bytes before the first frame are not a skippable frame"
+fi
+for ((k = 0; k < nframes; k++)); do
+	[[ $(u32 "$a" $((lead + offs[k]))) == $((0xFD2FB528)) ]] || fail "frame $k at $((lead + offs[k])) lacks the zstd magic"
+done
+stream=$(zstd -dc -- "$a" | wc -c)
+[[ $dsum == "$stream" ]] || fail "seek table decompressed sizes sum to $dsum, the stream is $stream bytes"
+if ((esize == 12)); then log "seek table carries checksums"; fi
+
+log "escape hatch ok ($nframes frames, $stream bytes of tar)"
