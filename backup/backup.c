@@ -319,14 +319,18 @@ static int tar_open(struct run *r)
 
 static void manifest_escape(FILE *f, const char *s, size_t len)
 {
+	size_t run = 0;
+
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c <= 0x20 || c >= 0x7f || c == '%')
+		if (c <= 0x20 || c >= 0x7f || c == '%') {
+			fwrite(s + run, 1, i - run, f);
 			fprintf(f, "%%%02x", c);
-		else
-			fputc(c, f);
+			run = i + 1;
+		}
 	}
+	fwrite(s + run, 1, len - run, f);
 }
 
 static const char *archive_name_of(struct run *r, int64_t id)
@@ -629,14 +633,14 @@ static void hardlink_remember(struct run *r, const struct strata_entry *e)
  * (archive) error, or a positive errno when reading the source failed.
  */
 static int copy_data(struct run *r, int fd, const struct stat *st, struct strata_entry *e,
-		     bool *changed)
+		     bool retry, bool *changed)
 {
 	uint64_t left = (uint64_t)st->st_size;
 	bool short_read = false;
 	struct stat after;
 
 	strata_sha256_final(r->sha, e->sha256); /* reset */
-	if (lseek(fd, 0, SEEK_SET) < 0)
+	if (retry && lseek(fd, 0, SEEK_SET) < 0)
 		return errno;
 	while (left) {
 		size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
@@ -781,7 +785,7 @@ again:
 			uint64_t start = strata_archive_writer_offset(r->writer), end;
 			bool changed = false;
 
-			ret = copy_data(r, fd, st, &e, &changed);
+			ret = copy_data(r, fd, st, &e, tries > 0 || e.sparse_len > 0, &changed);
 			if (ret < 0)
 				goto fatal;
 			if (ret > 0) {

@@ -83,6 +83,7 @@ got=$("$TREESTATE" --no-nlink "$out/$srel/sparse" | grep '^s100 ' | sed 's/^s100
 expect_exit 0 strata -r "$repo" ls "${ids[1]}" "$src/new"
 grep -q added_random "$OUT" || fail "ls of the incremental does not show new/added_random"
 expect_exit 0 strata -r "$repo" diff "${ids[0]}" "${ids[1]}" --json
+cp "$OUT" "$T/../rt-diff.json"
 jq -e --arg p "$srel/new/added1" 'any(.added[]; ltrimstr("/") == $p)' "$OUT" >/dev/null ||
 	fail "diff ${ids[0]} ${ids[1]} does not list new/added1 as added"
 jq -e --arg p "$srel/deldir/inner/f" 'any(.removed[]; ltrimstr("/") == $p)' "$OUT" >/dev/null ||
