@@ -103,6 +103,7 @@ struct run {
 	size_t nanames;
 
 	uint64_t entries, stored, bytes_read, warnings;
+	uint64_t in_tree;           /* entries of the new snapshot's tree (manifest lines) */
 	int64_t last_progress_ns;
 };
 
@@ -308,7 +309,6 @@ static int tar_open(struct run *r)
 		return strata_error_set(r->err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 	if (archive_write_set_format_pax(r->tar) != ARCHIVE_OK ||
 	    archive_write_set_bytes_per_block(r->tar, 0) != ARCHIVE_OK ||
-	    archive_write_set_options(r->tar, "hdrcharset=BINARY") != ARCHIVE_OK ||
 	    archive_write_open(r->tar, r, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
 		return strata_error_set(r->err, -EIO, STRATA_ERR_INTERNAL, "cannot start tar stream: %s",
 					archive_error_string(r->tar));
@@ -373,6 +373,7 @@ static void manifest_add(struct run *r, const struct strata_entry *e)
 {
 	char sha[65];
 
+	r->in_tree++;
 	if (!r->manifest)
 		return;
 	if (e->has_sha256)
@@ -545,6 +546,25 @@ static void entry_from_meta(struct run *r, const struct meta *m, struct strata_e
 	e->first_snapshot = r->snap.id;
 }
 
+/*
+ * libarchive 3.6 writes a pre-1970 time with a fraction as "-S.F" meaning
+ * -S + 0.F, which GNU tar (and POSIX) read as -(S.F): one second early.
+ * Hand it the second after, so the header says the true time.  Only the
+ * escape hatch reads these headers; strata restores from the catalog.
+ */
+static void tar_set_mtime(struct archive_entry *ae, int64_t ns)
+{
+	int64_t sec = ns / 1000000000, nsec = ns % 1000000000;
+
+	if (nsec < 0) {
+		sec -= 1;
+		nsec += 1000000000;
+	}
+	if (sec < 0 && nsec > 0)
+		sec += 1;
+	archive_entry_set_mtime(ae, (time_t)sec, (long)nsec);
+}
+
 static void tar_entry_from(struct run *r, const struct strata_entry *e)
 {
 	struct archive_entry *ae = r->entry;
@@ -559,7 +579,7 @@ static void tar_entry_from(struct run *r, const struct strata_entry *e)
 		archive_entry_copy_uname(ae, e->uname);
 	if (e->gname)
 		archive_entry_copy_gname(ae, e->gname);
-	archive_entry_set_mtime(ae, e->mtime_ns / 1000000000, e->mtime_ns % 1000000000);
+	tar_set_mtime(ae, e->mtime_ns);
 	archive_entry_set_size(ae, e->type == STRATA_T_REG ? (la_int64_t)e->size : 0);
 	if (e->type == STRATA_T_LNK)
 		archive_entry_copy_symlink(ae, e->link);
@@ -587,6 +607,8 @@ static void tar_entry_from(struct run *r, const struct strata_entry *e)
 }
 
 /* ---- storing one entry ------------------------------------------------- */
+
+static int close_subtree(struct run *r, const struct strata_entry *lv);
 
 static struct hardlink *hardlink_find(struct run *r, uint64_t dev, uint64_t ino)
 {
@@ -765,7 +787,7 @@ again:
 		tar_entry_from(r, &e);
 		archive_entry_set_size(r->entry, 0);
 		archive_entry_copy_hardlink(r->entry, hl->path);
-		if (archive_write_header(r->tar, r->entry) != ARCHIVE_OK) {
+		if (archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
 			ret = tar_fail(r, "the header");
 			goto fatal;
 		}
@@ -777,7 +799,7 @@ again:
 		e.sparse_len = hl->sparse_len;
 	} else {
 		tar_entry_from(r, &e);
-		if (archive_write_header(r->tar, r->entry) != ARCHIVE_OK) {
+		if (archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
 			ret = tar_fail(r, "the header");
 			goto fatal;
 		}
@@ -820,7 +842,11 @@ again:
 			hardlink_remember(r, &e);
 	}
 	if (lv) {
-		ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
+		/* a directory replaced by something else takes its subtree along */
+		if (lv->type == STRATA_T_DIR && !is_dir)
+			ret = close_subtree(r, lv);
+		else
+			ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
 		if (ret < 0)
 			goto fatal;
 	}
@@ -900,6 +926,26 @@ static void path_pop(struct run *r, size_t saved)
 static int walk_dir(struct run *r, int dirfd, int64_t node, dev_t dev, const struct src_node *only);
 
 /*
+ * An entry is gone from this snapshot: close its live version and, for a
+ * directory, every live version below it, so none of them stays live and
+ * comes back if a directory of that name appears again.
+ */
+static int close_subtree(struct run *r, const struct strata_entry *lv)
+{
+	struct strata_entry_list kids = { 0 };
+	int ret;
+
+	ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
+	if (ret < 0 || lv->type != STRATA_T_DIR)
+		return ret;
+	ret = strata_catalog_live_children(r->cat, r->set_id, lv->node_id, &kids, r->err);
+	for (size_t i = 0; ret == 0 && i < kids.n; i++)
+		ret = close_subtree(r, &kids.v[i]);
+	strata_entry_list_release(&kids);
+	return ret;
+}
+
+/*
  * Visit one name in directory dirfd (whose node is 'parent'): compare,
  * store if the level says so, recurse into directories.  lv may be NULL.
  * src: the trie node when this name is a source or on the way to one.
@@ -923,7 +969,7 @@ static int visit(struct run *r, int dirfd, const char *name, const struct strata
 		if (errno == ENOENT && !src) {
 			/* vanished between readdir and stat: it is simply gone */
 			if (lv)
-				ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
+				ret = close_subtree(r, lv);
 			goto out;
 		}
 		warnf(r, "'%s': %s", qpath(r, q, sizeof(q)), strerror(errno));
@@ -933,7 +979,7 @@ static int visit(struct run *r, int dirfd, const char *name, const struct strata
 	if (!src && excluded(r, name, S_ISDIR(st.st_mode))) {
 		r->entries--;
 		if (lv)
-			ret = strata_catalog_version_close(r->cat, lv->version_id, r->snap.id - 1, r->err);
+			ret = close_subtree(r, lv);
 		goto out;
 	}
 	if (src && !src->is_source && lv) {
@@ -1097,8 +1143,7 @@ static int walk_dir(struct run *r, int dirfd, int64_t node, dev_t dev, const str
 			c = -cmp_entry_name(&live.v[j], names[i].name, names[i].len);
 		if (c > 0) {
 			/* live in the catalog, gone from the disk */
-			ret = strata_catalog_version_close(r->cat, live.v[j].version_id, r->snap.id - 1,
-							   r->err);
+			ret = close_subtree(r, &live.v[j]);
 			if (ret < 0)
 				break;
 			j++;
@@ -1380,7 +1425,7 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 	}
 	progress(&r, true);
 
-	r.snap.files = r.entries;
+	r.snap.files = r.in_tree;
 	r.snap.files_stored = r.stored;
 	r.snap.bytes_read = r.bytes_read;
 	r.snap.warnings = r.warnings;

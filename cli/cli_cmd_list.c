@@ -403,7 +403,8 @@ out:
 
 /* ---- diff ---------------------------------------------------------------- */
 
-enum cli_change { CLI_ADDED, CLI_REMOVED, CLI_MODIFIED, CLI_METADATA, CLI_NCHANGES };
+/* CLI_SAME: a new version with nothing visible changed (a full stores everything again). */
+enum cli_change { CLI_ADDED, CLI_REMOVED, CLI_MODIFIED, CLI_METADATA, CLI_NCHANGES, CLI_SAME };
 
 static const char cli_change_mark[CLI_NCHANGES] = { '+', '-', 'M', 'm' };
 static const char *const cli_change_key[CLI_NCHANGES] = {
@@ -443,8 +444,16 @@ static enum cli_change cli_classify(const struct strata_entry *a, const struct s
 		   a->data_offset != b->data_offset) {
 		return CLI_MODIFIED;
 	}
-	/* mode, uid, gid, names, xattrs, ACLs, ctime, inode: metadata */
-	return CLI_METADATA;
+	/* mode, uid, gid, names, xattrs, ACLs, ctime: metadata */
+	if (a->mode != b->mode || a->uid != b->uid || a->gid != b->gid || a->ctime_ns != b->ctime_ns ||
+	    a->nlink != b->nlink || a->rdev != b->rdev ||
+	    cli_bytes_differ(a->xattrs, a->xattrs_len, b->xattrs, b->xattrs_len) ||
+	    cli_bytes_differ(a->uname, a->uname ? strlen(a->uname) : 0, b->uname,
+			     b->uname ? strlen(b->uname) : 0) ||
+	    cli_bytes_differ(a->gname, a->gname ? strlen(a->gname) : 0, b->gname,
+			     b->gname ? strlen(b->gname) : 0))
+		return CLI_METADATA;
+	return CLI_SAME;
 }
 
 struct cli_diff_ctx {
@@ -463,6 +472,8 @@ static int cli_diff_cb(void *vctx, const struct strata_entry *ea, const struct s
 	if (!ea && !eb)
 		return 0;
 	ch = cli_classify(ea, eb);
+	if (ch == CLI_SAME)
+		return 0;
 	ctx->count[ch]++;
 	q = cli_quote(path, path_len);
 	if (!q)

@@ -185,6 +185,7 @@ struct restore_run {
 	size_t nhl, ahl;
 
 	int64_t last_progress_ns;
+	uint64_t visited;              /* entries the walk reached */
 	struct deferred_acl {
 		char *path;
 		uint8_t *value;
@@ -216,6 +217,27 @@ static bool name_ok(const struct strata_entry *e)
 		return false;
 	if (e->name_len == 2 && e->name[0] == '.' && e->name[1] == '.')
 		return false;
+	return true;
+}
+
+/* The xattr blob is well formed: [u32 len][name][u32 len][value]..., names 1..255 bytes, no NUL. */
+static bool xattrs_valid(const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		uint32_t nl, vl;
+
+		if (len - off < 8)
+			return false;
+		nl = strata_get_le32(p + off);
+		if (nl == 0 || nl > 255 || nl > len - off - 8 || memchr(p + off + 4, 0, nl))
+			return false;
+		vl = strata_get_le32(p + off + 4 + nl);
+		if (vl > len - off - 8 - nl)
+			return false;
+		off += 8 + (size_t)nl + vl;
+	}
 	return true;
 }
 
@@ -280,7 +302,16 @@ static void entry_build(struct archive_entry *ae, const struct strata_entry *e, 
 	archive_entry_set_mode(ae, e->mode);
 	archive_entry_set_uid(ae, e->uid);
 	archive_entry_set_gid(ae, e->gid);
-	archive_entry_set_mtime(ae, e->mtime_ns / 1000000000, e->mtime_ns % 1000000000);
+	{
+		/* floor division: a pre-1970 time keeps 0 <= nsec < 1e9 */
+		int64_t sec = e->mtime_ns / 1000000000, nsec = e->mtime_ns % 1000000000;
+
+		if (nsec < 0) {
+			sec -= 1;
+			nsec += 1000000000;
+		}
+		archive_entry_set_mtime(ae, (time_t)sec, (long)nsec);
+	}
 	archive_entry_set_size(ae, e->type == STRATA_T_REG ? (la_int64_t)e->size : 0);
 	if (e->type == STRATA_T_LNK && e->link)
 		archive_entry_copy_symlink(ae, e->link);
@@ -350,8 +381,13 @@ static int write_content(struct restore_run *rr, const struct strata_entry *e, c
 				if (got == 0)
 					strata_error_set(&rerr, -EBADMSG, STRATA_ERR_CORRUPT, "short content");
 				rwarn(rr, "cannot restore '%s': %s", q, rerr.msg);
+				/* content the catalog points at and cannot be read: damage */
 				if (!rr->first.code)
-					strata_error_set(&rr->first, rerr.code, rerr.kind,
+					strata_error_set(&rr->first,
+							 rerr.kind == STRATA_ERR_IO || rerr.kind == STRATA_ERR_AUTH
+								 ? rerr.code : -EBADMSG,
+							 rerr.kind == STRATA_ERR_IO || rerr.kind == STRATA_ERR_AUTH
+								 ? rerr.kind : STRATA_ERR_CORRUPT,
 							 "cannot restore '%s': %s", q, rerr.msg);
 				return -1;
 			}
@@ -381,6 +417,15 @@ static int restore_one(void *ctx, const struct strata_entry *e, const char *path
 		if (!rr->first.code)
 			strata_error_set(&rr->first, -EBADMSG, STRATA_ERR_CORRUPT,
 					 "refusing unsafe path '%s' from the catalog", q);
+		return 0;
+	}
+	rr->visited++;
+	if (!xattrs_valid(e->xattrs, e->xattrs_len) || (e->sparse_len % 16) != 0 ||
+	    !strchr("fdlpcbs", e->type ? e->type : '?')) {
+		rwarn(rr, "catalog: entry '%s' is damaged (type, xattrs or sparse map)", q);
+		if (!rr->first.code)
+			strata_error_set(&rr->first, -EBADMSG, STRATA_ERR_CORRUPT,
+					 "catalog: entry '%s' is damaged", q);
 		return 0;
 	}
 	entry_build(rr->ae, e, path);
@@ -523,6 +568,13 @@ int strata_restore_run(struct strata_repo *repo, struct strata_catalog *cat,
 			rc = restore_path(&rr, snap->set_id, snap->id, *p);
 	} else {
 		rc = strata_catalog_walk(cat, snap->set_id, snap->id, 0, restore_one, &rr, err);
+		/* Every entry of the snapshot must be reachable from its root: fewer
+		 * means parts of the tree hang below a non-directory or in a loop. */
+		if (rc == 0 && rr.visited < snap->files && !rr.first.code)
+			strata_error_set(&rr.first, -EBADMSG, STRATA_ERR_CORRUPT,
+					 "catalog: snapshot '%s' has %llu entries, only %llu are reachable",
+					 snap->name, (unsigned long long)snap->files,
+					 (unsigned long long)rr.visited);
 	}
 	/* Directory modes and times are applied here, after their contents. */
 	if (archive_write_close(rr.disk) != ARCHIVE_OK && rc == 0)

@@ -27,6 +27,7 @@ struct verify_run {
 	int64_t *bad_archives;         /* archives found missing or damaged */
 	size_t nbad;
 	uint64_t done, total;
+	uint64_t visited;              /* entries the current walk reached */
 };
 
 static void problem(struct verify_run *vr, int code, const char *fmt, ...)
@@ -167,6 +168,7 @@ static int check_file(void *ctx, const struct strata_entry *e, const char *path,
 	uint8_t sum[32];
 	char q[1400];
 
+	vr->visited++;
 	if (e->type != STRATA_T_REG || e->size == 0 || !e->has_sha256)
 		return 0;
 	if (!seen_add(vr, e->archive, e->data_offset))
@@ -231,18 +233,23 @@ int strata_verify_run(struct strata_repo *repo, struct strata_catalog *cat,
 		if (rc < 0)
 			goto out;
 		if (opts->snapshot) {
-			struct strata_snapshot s;
 			char spec[32];
 
+			snaps = malloc(sizeof(*snaps));
 			snprintf(spec, sizeof(spec), "%lld", (long long)opts->snapshot);
-			rc = strata_catalog_snapshot_find(cat, spec, NULL, &s, err);
-			if (rc == 0)
-				rc = strata_catalog_walk(cat, s.set_id, s.id, 0, check_file, &vr, err);
+			rc = snaps ? strata_catalog_snapshot_find(cat, spec, NULL, snaps, err) : -ENOMEM;
+			nsnaps = 1;
 		} else {
 			rc = strata_catalog_snapshot_list(cat, NULL, &snaps, &nsnaps, err);
-			for (size_t i = 0; rc == 0 && i < nsnaps; i++)
-				rc = strata_catalog_walk(cat, snaps[i].set_id, snaps[i].id, 0, check_file,
-							 &vr, err);
+		}
+		for (size_t i = 0; rc == 0 && i < nsnaps; i++) {
+			vr.visited = 0;
+			rc = strata_catalog_walk(cat, snaps[i].set_id, snaps[i].id, 0, check_file, &vr, err);
+			if (rc == 0 && vr.visited < snaps[i].files)
+				problem(&vr, -EBADMSG,
+					"catalog: snapshot '%s' has %llu entries, only %llu are reachable",
+					snaps[i].name, (unsigned long long)snaps[i].files,
+					(unsigned long long)vr.visited);
 		}
 		if (rc < 0)
 			goto out;
