@@ -265,6 +265,23 @@ static bool excluded(struct run *r, const char *name, bool is_dir)
 	return false;
 }
 
+/* A directory holding one of the exclude-if-present marker files. */
+static bool has_marker(struct run *r, int dirfd, const char *name)
+{
+	const char *const *m = r->opts->exclude_if_present;
+	struct stat st;
+
+	for (; m && *m; m++) {
+		char p[512];
+
+		if (snprintf(p, sizeof(p), "%s/%s", name, *m) >= (int)sizeof(p))
+			continue;
+		if (fstatat(dirfd, p, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* ---- the tar stream --------------------------------------------------- */
 
 static la_ssize_t tar_write_cb(struct archive *a, void *ctx, const void *buf, size_t n)
@@ -976,7 +993,8 @@ static int visit(struct run *r, int dirfd, const char *name, const struct strata
 		goto out;
 	}
 	r->entries++;
-	if (!src && excluded(r, name, S_ISDIR(st.st_mode))) {
+	if (!src && (excluded(r, name, S_ISDIR(st.st_mode)) ||
+		     (S_ISDIR(st.st_mode) && has_marker(r, dirfd, name)))) {
 		r->entries--;
 		if (lv)
 			ret = close_subtree(r, lv);

@@ -32,6 +32,9 @@ struct strata_backup_options {
 	enum strata_level level;
 	const char *const *sources;      /* absolute paths, NULL-terminated */
 	const char *const *excludes;     /* fnmatch globs, NULL-terminated, may be NULL */
+	/* file names, NULL-terminated, may be NULL: a directory holding one is
+	 * excluded whole (e.g. ".nobackup", "CACHEDIR.TAG") */
+	const char *const *exclude_if_present;
 	const char *label;               /* NULL or e.g. "monthly" */
 	int64_t now_ns;                  /* 0 = the clock; the snapshot's time */
 	uint32_t frame_size;             /* 0 = default */

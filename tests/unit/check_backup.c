@@ -230,6 +230,39 @@ START_TEST(test_verify_finds_damage)
 }
 END_TEST
 
+START_TEST(test_excludes)
+{
+	struct strata_snapshot s;
+	struct strata_error err = { 0 };
+	const char *sources[] = { src, NULL };
+	const char *ex[] = { "*.txt", "empty/", NULL };
+	const char *markers[] = { ".nobackup", NULL };
+	struct strata_backup_options o = { .level = STRATA_LEVEL_FULL, .sources = sources,
+					   .excludes = ex, .exclude_if_present = markers };
+	struct strata_entry_list l = { 0 };
+	char p[600];
+
+	snprintf(p, sizeof(p), "%s/sub/deep/.nobackup", src);
+	ck_assert_int_ge(creat(p, 0644), 0);
+	ck_assert_msg(strata_backup_run(repo, cat, &o, &s, &err) == 0, "backup: %s", err.msg);
+	snprintf(p, sizeof(p), "%s/a.txt", src + 1);
+	ck_assert_int_eq(strata_catalog_resolve(cat, s.set_id, s.id, p, &l, &err), -ENOENT);
+	strata_entry_list_release(&l);
+	snprintf(p, sizeof(p), "%s/empty", src + 1);
+	strata_error_init(&err);
+	ck_assert_int_eq(strata_catalog_resolve(cat, s.set_id, s.id, p, &l, &err), -ENOENT);
+	strata_entry_list_release(&l);
+	snprintf(p, sizeof(p), "%s/sub/deep", src + 1);
+	strata_error_init(&err);
+	ck_assert_int_eq(strata_catalog_resolve(cat, s.set_id, s.id, p, &l, &err), -ENOENT);
+	strata_entry_list_release(&l);
+	snprintf(p, sizeof(p), "%s/sub/text", src + 1);
+	strata_error_init(&err);
+	ck_assert_int_eq(strata_catalog_resolve(cat, s.set_id, s.id, p, &l, &err), 0);
+	strata_entry_list_release(&l);
+}
+END_TEST
+
 START_TEST(test_missing_source)
 {
 	struct strata_snapshot s;
@@ -254,6 +287,7 @@ static Suite *backup_suite(void)
 	tcase_add_test(tc, test_levels);
 	tcase_add_test(tc, test_old_snapshot_restores);
 	tcase_add_test(tc, test_verify_finds_damage);
+	tcase_add_test(tc, test_excludes);
 	tcase_add_test(tc, test_missing_source);
 	suite_add_tcase(s, tc);
 	return s;
