@@ -752,11 +752,8 @@ static int store_entry(struct run *r, int dirfd, const char *name, struct stat *
 			warnf(r, "'%s': %s", qpath(r, q, sizeof(q)), strerror(errno));
 			return 1;
 		}
-		if (fstat(fd, st) < 0) {
-			warnf(r, "'%s': %s", qpath(r, q, sizeof(q)), strerror(errno));
-			ret = 1;
-			goto out;
-		}
+		/* No fstat here: the walk's fstatat is the reference, and the
+		 * fstat after reading catches a file swapped in between. */
 	}
 again:
 	m.st = *st;

@@ -290,4 +290,66 @@ int strata_catalog_meta_get(struct strata_catalog *cat, const char *key, char *b
 int strata_catalog_meta_set(struct strata_catalog *cat, const char *key, const char *value,
 			    struct strata_error *err);
 
+/* ---- retention and prune ---- */
+
+/*
+ * Why prune keeps or removes a snapshot.  The caller (its retention policy)
+ * decides EXPIRED, RETAINED or UNMANAGED; strata_catalog_prune_plan adds the
+ * keeps the catalog needs.
+ */
+enum strata_prune_why {
+	STRATA_PRUNE_EXPIRED = 0,   /* remove: older than its retention period */
+	STRATA_PRUNE_RETAINED,      /* keep: within its retention period */
+	STRATA_PRUNE_UNMANAGED,     /* keep: no policy applies (e.g. a set not configured) */
+	STRATA_PRUNE_NEWEST,        /* keep: the newest complete snapshot of its set */
+	STRATA_PRUNE_BASE,          /* keep: the base of 'because', which is kept */
+	STRATA_PRUNE_DATA,          /* keep: entries it recorded are still live in 'because' */
+};
+
+struct strata_prune_item {
+	struct strata_snapshot snap;
+	bool keep;
+	enum strata_prune_why why;
+	int64_t because;            /* snapshot id for NEWEST/BASE/DATA reasons, else 0 */
+};
+
+/*
+ * Complete the caller's keep/remove decisions over 'items' (complete
+ * snapshots, e.g. from strata_catalog_snapshot_list; sorted here by id)
+ * until they are closed under what the catalog needs:
+ *   - the newest snapshot of each set stays (its tree is the live versions);
+ *   - the base of a kept snapshot stays, transitively (a differential's
+ *     full, an incremental's predecessor);
+ *   - a snapshot whose recorded versions (and so its archive) are still
+ *     live in a later kept snapshot of its set stays.
+ * Only turns removes into keeps.  Reads the catalog; changes nothing.
+ */
+int strata_catalog_prune_plan(struct strata_catalog *cat, struct strata_prune_item *items, size_t n,
+			      struct strata_error *err);
+
+struct strata_prune_result {
+	uint64_t snapshots;         /* snapshot rows removed */
+	uint64_t versions;          /* version rows removed */
+	uint64_t archives;          /* archive rows removed */
+	uint64_t nodes;             /* path nodes removed */
+	char **archive_names;       /* files to unlink from archives/ after the commit, owned */
+	size_t n_archive_names;
+};
+void strata_prune_result_release(struct strata_prune_result *r);
+
+/*
+ * Remove, in one write transaction, the snapshots 'items' does not keep
+ * (after strata_catalog_prune_plan, which this runs again inside the
+ * transaction), the versions born in them (none is live in a kept snapshot
+ * once the plan is closed), their archive rows and the path nodes no
+ * version uses any more.  The caller holds the repository write lock and,
+ * after a successful return, unlinks ret->archive_names: a crash before the
+ * commit changes nothing, a crash after it leaves orphan files that
+ * strata_backup_remove_orphans removes.  'step', when not NULL, is called
+ * with a stage name ("begin", "snapshot", "commit") for tests.
+ */
+int strata_catalog_prune_apply(struct strata_catalog *cat, struct strata_prune_item *items, size_t n,
+			       void (*step)(void *ctx, const char *stage), void *ctx,
+			       struct strata_prune_result *ret, struct strata_error *err);
+
 #endif

@@ -34,6 +34,7 @@ extern const char *arg_passphrase_command; /* --passphrase-command */
 extern bool arg_quiet;                     /* -q */
 extern int arg_verbose;                    /* -v, repeatable */
 extern bool arg_json;                      /* --json, before or after the command */
+extern const char *arg_config;             /* --config FILE (NULL: the default, optional) */
 
 /* ---- exit codes (cli_exit.c): the one table, documented in strata.1 ---- */
 
@@ -47,6 +48,7 @@ enum cli_exit {
 	CLI_EXIT_AUTH = 6,
 	CLI_EXIT_LOCKED = 7,
 	CLI_EXIT_IO = 8,
+	CLI_EXIT_RPO = 9,      /* status: a set's newest snapshot is older than its RPO */
 };
 
 /* The exit code for an error kind (STRATA_ERR_NONE gives CLI_EXIT_OK). */
@@ -75,6 +77,10 @@ int cli_cmd_ls(int argc, char **argv, struct strata_error *err);
 int cli_cmd_diff(int argc, char **argv, struct strata_error *err);
 int cli_cmd_restore(int argc, char **argv, struct strata_error *err);
 int cli_cmd_verify(int argc, char **argv, struct strata_error *err);
+int cli_cmd_run(int argc, char **argv, struct strata_error *err);
+int cli_cmd_prune(int argc, char **argv, struct strata_error *err);
+int cli_cmd_status(int argc, char **argv, struct strata_error *err);
+int cli_cmd_config(int argc, char **argv, struct strata_error *err);
 
 /*
  * Options every command accepts after its name: -h/--help, --json, -q, -v.
@@ -176,5 +182,108 @@ void cli_progress_update(struct cli_progress *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Erase the line (before a warning, and at the end). */
 void cli_progress_clear(struct cli_progress *p);
+
+/* ---- configuration and schedule (cli_config.c, cli_schedule.c) ---------- */
+
+#define CLI_CONFIG_DEFAULT "/etc/strata/strata.conf"
+
+/* When a level is due: a calendar in local time (TZ). */
+enum cli_cal_type {
+	CLI_CAL_NEVER = 0,
+	CLI_CAL_HOURLY,     /* every hour at :minute */
+	CLI_CAL_DAYS,       /* on the weekdays in 'weekdays' at hour:minute */
+	CLI_CAL_MONTHDAY,   /* on day 'mday' of each month (months without it: none) */
+	CLI_CAL_LASTDAY,    /* on the last day of each month */
+};
+struct cli_calendar {
+	enum cli_cal_type type;
+	unsigned weekdays;  /* bit 0 = Sunday .. bit 6 = Saturday */
+	int mday, hour, minute;
+};
+/* Parse "hourly", "hourly :30", "daily 02:00", "sun 01:00", "mon,thu 03:00",
+ * "last-day 01:00", "day 15 03:00", "never".  -EINVAL on anything else. */
+int cli_calendar_parse(const char *s, struct cli_calendar *ret);
+/* Back to text, the canonical form of cli_calendar_parse. */
+void cli_calendar_format(const struct cli_calendar *c, char *dst, size_t size);
+/* The most recent scheduled time at or before now (seconds); false if none
+ * (never, or none in the last 400 days). */
+bool cli_calendar_last(const struct cli_calendar *c, int64_t now, int64_t *ret);
+/* The next scheduled time after now; false if none. */
+bool cli_calendar_next(const struct cli_calendar *c, int64_t now, int64_t *ret);
+
+/* "90s", "30min", "24h", "7d", "2w", "1y" (365 days), "forever" (0). */
+int cli_duration_parse(const char *s, int64_t *ret);
+void cli_duration_format(int64_t seconds, char *dst, size_t size);
+
+/* The levels of a policy, highest priority first. */
+enum cli_level_id {
+	CLI_LV_MONTHLY = 0,
+	CLI_LV_FULL,
+	CLI_LV_DIFFERENTIAL,
+	CLI_LV_INCREMENTAL,
+	CLI_LV_COUNT,
+};
+struct cli_level_policy {
+	const char *name;          /* "monthly", "full", "differential", "incremental" */
+	enum strata_level kind;
+	const char *label;         /* "monthly" or NULL */
+	struct cli_calendar when;
+	int64_t keep;              /* seconds; 0 = forever */
+};
+
+struct cli_set {
+	char *name;
+	char **sources;  size_t nsources;      /* NULL-terminated arrays */
+	char **excludes; size_t nexcludes;
+	char **markers;  size_t nmarkers;      /* exclude-if-present */
+	bool one_file_system;
+	struct cli_level_policy levels[CLI_LV_COUNT];
+	int64_t rpo;                           /* seconds */
+	char *pre_hook, *post_hook;
+	int64_t hook_timeout;                  /* seconds */
+	unsigned line;                         /* of its [set NAME] header, 0 from flags */
+};
+
+struct cli_config {
+	char *path;                /* the file read, NULL when none */
+	char *repo;                /* [repository] path */
+	char *passphrase_file, *passphrase_command;
+	struct cli_set *sets;
+	size_t nsets;
+	/* With no file: the policy (defaults + command-line keys) for every set
+	 * found in the repository. */
+	struct cli_set any;
+};
+
+/* Fill s with the default policy (the one in examples/strata.conf). */
+void cli_set_defaults(struct cli_set *s);
+
+/*
+ * Read the configuration: arg_config, or CLI_CONFIG_DEFAULT when that
+ * exists.  required: a missing default file is an error too.  Every
+ * problem is a usage error naming "FILE:LINE: key 'k': ...".  Then the
+ * command-line overrides in 'ov' apply to every set (and make one set
+ * "NAME" from --set/--source when the file defines none).  Fills the
+ * globals arg_repo and the passphrase sources when the command line left
+ * them unset.
+ */
+struct cli_overrides {
+	const char *const *keys;   /* set keys given on the command line ... */
+	const char *const *values; /* ... and their values, n of each */
+	size_t n;
+	const char *const *only_sets; /* --set NAME (repeatable), NULL-terminated or NULL */
+};
+int cli_config_load(struct cli_config *cfg, bool required, const struct cli_overrides *ov,
+		    struct strata_error *err);
+void cli_config_release(struct cli_config *cfg);
+/* A set by name, NULL when the configuration does not define it. */
+struct cli_set *cli_config_set(struct cli_config *cfg, const char *name);
+/* The policy for a set of the repository: its section, else with no file
+ * cfg->any, else NULL (a set the file does not manage). */
+struct cli_set *cli_config_policy(struct cli_config *cfg, const char *name);
+/* The long options for every set key (--source, --full-keep, ...), for run/prune/status. */
+extern const char *const cli_set_keys[];
+/* STRATA_NOW (seconds) or the clock. */
+int cli_now_seconds(int64_t *ret, struct strata_error *err);
 
 #endif

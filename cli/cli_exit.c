@@ -22,6 +22,7 @@ static const struct cli_exit_row cli_exit_table[] = {
 	{ CLI_EXIT_AUTH,      "auth",      STRATA_ERR_AUTH },
 	{ CLI_EXIT_LOCKED,    "locked",    STRATA_ERR_LOCKED },
 	{ CLI_EXIT_IO,        "io",        STRATA_ERR_IO },
+	{ CLI_EXIT_RPO,       "rpo-breached", STRATA_ERR_NONE },
 };
 
 int cli_exit_code(enum strata_error_kind kind)

@@ -18,6 +18,7 @@ const char *arg_passphrase_command;
 bool arg_quiet;
 int arg_verbose;
 bool arg_json;
+const char *arg_config;
 
 static const struct cli_command cli_commands[] = {
 	{ "init", cli_cmd_init,
@@ -92,6 +93,65 @@ static const struct cli_command cli_commands[] = {
 	  "  -s, --set NAME   default set for \"latest\"\n"
 	  "      --json       print the result as JSON\n",
 	  "check the repository's integrity" },
+	{ "run", cli_cmd_run,
+	  "usage: strata [--config FILE] run [--set NAME]... [--no-wait] [--no-prune] [--json] [KEY OPTIONS]\n"
+	  "\n"
+	  "The scheduled command: for each set of the configuration, take the level\n"
+	  "that is due (monthly > full > differential > incremental) from the policy\n"
+	  "and the catalog, run the set's pre-hook, back up, run its post-hook, then\n"
+	  "prune.  A run that finds nothing due does nothing.  STRATA_NOW (seconds\n"
+	  "since the epoch) replaces the clock.\n"
+	  "\n"
+	  "  -s, --set NAME  only this set (repeatable)\n"
+	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
+	  "      --no-prune  do not prune after the backups\n"
+	  "      --json      print what was done as JSON\n"
+	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
+	  "      --one-file-system yes|no, --rpo DURATION\n"
+	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
+	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
+	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  , "back up what the schedule says is due, then prune" },
+	{ "prune", cli_cmd_prune,
+	  "usage: strata [--config FILE] prune [--set NAME]... [--dry-run] [--no-wait] [--json] [KEY OPTIONS]\n"
+	  "\n"
+	  "Remove the snapshots the retention policy no longer keeps, then the entries\n"
+	  "and archives no remaining snapshot needs.  A snapshot a kept one depends on\n"
+	  "(its base, or data it still shows) is kept past its own period.\n"
+	  "\n"
+	  "  -s, --set NAME  only this set (repeatable)\n"
+	  "      --dry-run   print every keep and remove with its reason, change nothing\n"
+	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
+	  "      --json      print the decisions as JSON\n"
+	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
+	  "      --one-file-system yes|no, --rpo DURATION\n"
+	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
+	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
+	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  , "remove snapshots by the retention policy" },
+	{ "status", cli_cmd_status,
+	  "usage: strata [--config FILE] status [--set NAME]... [--json] [KEY OPTIONS]\n"
+	  "\n"
+	  "Per set and level: the newest complete snapshot, its age and when the level\n"
+	  "is due.  Exits with code 9 when a set's newest snapshot is older than its RPO.\n"
+	  "\n"
+	  "  -s, --set NAME  only this set (repeatable)\n"
+	  "      --json      print the status as JSON\n"
+	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
+	  "      --one-file-system yes|no, --rpo DURATION\n"
+	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
+	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
+	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  , "newest snapshots against the RPO" },
+	{ "config", cli_cmd_config,
+	  "usage: strata [--config FILE] config check [--json]\n"
+	  "\n"
+	  "Read and validate the configuration file (default /etc/strata/strata.conf)\n"
+	  "without touching the repository, and print what it says.\n",
+	  "check the configuration file" },
 };
 
 #define CLI_NCOMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
@@ -114,7 +174,9 @@ static void cli_usage(FILE *f)
 	fputs("usage: strata [-r REPO] [OPTION...] COMMAND [ARG...]\n"
 	      "\n"
 	      "Global options (before the command):\n"
-	      "  -r, --repo REPO              the repository (default: $STRATA_REPOSITORY)\n"
+	      "  -r, --repo REPO              the repository (default: $STRATA_REPOSITORY,\n"
+	      "                               or [repository] path of the configuration)\n"
+	      "  -c, --config FILE            configuration (default: /etc/strata/strata.conf)\n"
 	      "      --passphrase-file FILE   read the passphrase from the first line of FILE\n"
 	      "      --passphrase-command CMD run CMD with /bin/sh, use its first output line\n"
 	      "  -q, --quiet                  no progress and no summaries\n"
@@ -189,11 +251,13 @@ enum {
 	OPT_EXIT_CODES,
 };
 
+
 /* Returns -1 to go on with the command at argv[optind], else an exit code. */
 static int cli_parse_global(int argc, char **argv, struct strata_error *err)
 {
 	static const struct option options[] = {
 		{ "repo", required_argument, NULL, 'r' },
+		{ "config", required_argument, NULL, 'c' },
 		{ "passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE },
 		{ "passphrase-command", required_argument, NULL, OPT_PASSPHRASE_COMMAND },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -207,10 +271,13 @@ static int cli_parse_global(int argc, char **argv, struct strata_error *err)
 	int c;
 
 	cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, "+:r:qvh", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:r:c:qvh", options, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			arg_repo = optarg;
+			break;
+		case 'c':
+			arg_config = optarg;
 			break;
 		case OPT_PASSPHRASE_FILE:
 			arg_passphrase_file = optarg;

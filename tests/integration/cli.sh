@@ -100,14 +100,28 @@ expect_exit 0 strata -r "$repo" diff "$full" "$inc" --json
 jq -e '[.added, .removed, .modified, .metadata] | map(length) | add == 0' "$OUT" >/dev/null ||
 	fail "diff of two identical snapshots is not empty: $(cat "$OUT")"
 
-# Locked: a writer holding the lock makes backup exit 7; readers do not wait.
+# Locked: with a writer holding the lock, backup --no-wait exits 7, a plain
+# backup waits for the lock and then runs; readers do not wait.
 exec {lockfd}>>"$repo/lock"
 flock -x "$lockfd"
-STRATA_TIMEOUT=60 expect_exit 7 strata -r "$repo" backup --level incremental "$src"
+STRATA_TIMEOUT=60 expect_exit 7 strata -r "$repo" backup --no-wait --level incremental "$src"
 expect_one_line_err
 STRATA_TIMEOUT=60 expect_exit 0 strata -r "$repo" list
 STRATA_TIMEOUT=60 expect_exit 0 strata -r "$repo" restore "$full" --to "$T/out_locked"
+n_before=$(strata -r "$repo" list --json | jq length)
+# (the waiter must not inherit our locked descriptor)
+"$STRATA" -r "$repo" backup --level incremental "$src" >"$T/wait.out" 2>&1 </dev/null {lockfd}>&- &
+waiter=$!
+BG_PIDS+=("$waiter")
+sleep 1
+kill -0 "$waiter" 2>/dev/null || fail "backup did not wait for the held lock: $(cat "$T/wait.out")"
 exec {lockfd}>&-
+wst=0
+timeout 60 tail --pid="$waiter" -f /dev/null || fail "backup still waiting 60 s after the lock was released"
+wait "$waiter" || wst=$?
+BG_PIDS=()
+[[ $wst == 0 ]] || fail "backup that waited for the lock exits $wst: $(cat "$T/wait.out")"
+[[ $(strata -r "$repo" list --json | jq length) == $((n_before + 1)) ]] || fail "the waiting backup made no snapshot"
 
 # The exit-code table equals the man page's EXIT STATUS section.
 [[ -r $man ]] || fail "man page $man missing"
@@ -117,15 +131,17 @@ printf '%s\n' 0 1 2 3 4 5 6 7 8 | compare_states /dev/stdin <(sort -n "$T/codes.
 # man: entries of the EXIT STATUS section as "CODE<TAB>text" (.TP/.IP lists)
 awk '
 	function clean(s) { gsub(/\\f[BIRP]|\\f\(..|\\&|"/, "", s); gsub(/\\-/, "-", s); return s }
-	/^\.SH/ { insec = ($0 ~ /EXIT[ _]STATUS/); next }
+	function flush() { if (code != "") print code "\t" text; code = ""; text = "" }
+	function settag(s) { s = clean(s); sub(/^[ \t]+/, "", s); code = s; sub(/[ \t].*/, "", code); sub(/^[^ \t]+/, "", s); text = s }
+	/^\.SH/ { flush(); insec = ($0 ~ /EXIT[ _]STATUS/); next }
 	!insec { next }
-	/^\.(TP|PP|LP|P)([ \t]|$)/ { if (code != "") print code "\t" text; code = ""; text = ""; tag = ($0 ~ /^\.TP/); next }
-	/^\.IP/ { if (code != "") print code "\t" text; text = ""; sub(/^\.IP[ \t]*/, ""); code = clean($0); sub(/[ \t].*/, "", code); tag = 0; next }
-	/^\.[BI]R?[ \t]/ && tag { sub(/^\.[A-Z]+[ \t]+/, ""); $0 = clean($0); code = $1; tag = 0; next }
-	tag { $0 = clean($0); code = $1; tag = 0; next }
 	/^\.\\"/ { next }
-	code != "" { sub(/^\.[A-Z]+[ \t]+/, ""); text = text " " clean($0) }
-	END { if (code != "") print code "\t" text }
+	/^\.(TP|PP|LP|P)([ \t]|$)/ { flush(); tag = ($0 ~ /^\.TP/); next }
+	/^\.IP/ { flush(); sub(/^\.IP[ \t]*/, ""); settag($0); tag = 0; next }
+	tag { sub(/^\.[A-Za-z]+[ \t]+/, ""); settag($0); tag = 0; next }
+	/^\.[A-Za-z]+[ \t]*$/ { next }
+	code != "" { sub(/^\.[A-Za-z]+[ \t]+/, ""); text = text " " clean($0) }
+	END { flush() }
 ' "$man" | grep -E '^[0-9]+	' >"$T/man.table" || true
 [[ -s $T/man.table ]] || fail "no EXIT STATUS table found in $man"
 cut -f1 "$T/man.table" | sort -n >"$T/man.codes"

@@ -38,7 +38,7 @@ log "flipped byte in the middle of the archive"
 fresh
 flip_byte "$a" $(($(stat -c %s "$a") / 2))
 expect_exit 5 strata -r "$repo" verify --read-data
-expect_err_contains "$ahex"
+expect_output_contains "$ahex"
 expect_exit 5 strata -r "$repo" verify "$id" --read-data
 expect_exit 5 strata -r "$repo" restore "$id" --to "$T/out"
 expect_err_contains big
@@ -56,7 +56,7 @@ log "truncated archive"
 fresh
 truncate -s $(($(stat -c %s "$a") / 3)) "$a"
 expect_exit 5 strata -r "$repo" verify --read-data
-expect_err_contains "$ahex"
+expect_output_contains "$ahex"
 expect_fail strata -r "$repo" restore "$id" --to "$T/out"
 [[ $RC == 5 ]] || log "note: restore of a truncated archive exits $RC (5 expected)"
 
@@ -64,7 +64,7 @@ log "archive cut by one byte (the seek table footer)"
 fresh
 truncate -s $(($(stat -c %s "$a") - 1)) "$a"
 expect_exit 5 strata -r "$repo" verify --read-data
-expect_err_contains "$ahex"
+expect_output_contains "$ahex"
 
 log "damaged seek table"
 fresh
@@ -76,7 +76,7 @@ fresh
 rm -f "$a"
 expect_fail strata -r "$repo" verify
 [[ $RC == 5 || $RC == 4 ]] || fail "verify with a missing archive exits $RC, wanted 5 (or 4)"
-expect_err_contains "$ahex"
+expect_output_contains "$ahex"
 expect_fail strata -r "$repo" restore "$id" --to "$T/out"
 expect_err_contains "$ahex"
 

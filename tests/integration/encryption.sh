@@ -90,7 +90,7 @@ export STRATA_PASSPHRASE=$pass
 size=$(stat -c %s -- "$a")
 flip_byte "$a" $((size / 2))
 expect_exit 5 strata -r "$repo" verify --read-data
-expect_err_contains "${arch[0]%%.*}"
+expect_output_contains "${arch[0]%%.*}"
 expect_exit 5 strata -r "$repo" restore "$id" --to "$T/out_bad"
 expect_err_contains "big"
 # every other file is restored and intact
