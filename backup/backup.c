@@ -1093,7 +1093,8 @@ static int read_names(int dirfd, struct dirent_name **ret, size_t *ret_n)
 		n++;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_names);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_names);
 	*ret = v;
 	*ret_n = n;
 	return 0;
@@ -1201,7 +1202,8 @@ static int src_cmp(const void *a, const void *b)
 
 static void src_sort(struct src_node *s)
 {
-	qsort(s->kids, s->nkids, sizeof(*s->kids), src_cmp);
+	if (s->nkids > 1)
+		qsort(s->kids, s->nkids, sizeof(*s->kids), src_cmp);
 	for (size_t i = 0; i < s->nkids; i++)
 		src_sort(&s->kids[i]);
 }
