@@ -298,6 +298,25 @@ int strata_write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+int strata_pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (n) {
+		ssize_t r = pwrite(fd, p, n, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 int64_t strata_now_ns(void)
 {
 	struct timespec ts;

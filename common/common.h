@@ -124,6 +124,7 @@ bool strata_path_is_safe(const char *path, size_t len);
 int strata_read_full(int fd, void *buf, size_t n);
 int strata_pread_full(int fd, void *buf, size_t n, uint64_t off);
 int strata_write_full(int fd, const void *buf, size_t n);
+int strata_pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
 
 /* Time helpers: nanoseconds since the epoch. */
 int64_t strata_now_ns(void);

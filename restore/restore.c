@@ -1,173 +1,55 @@
 /*
- * restore.c - reading entries back: the content reader (catalog version ->
- * archive bytes, sparse maps, a table of open archive readers) and restore
- * to disk through libarchive's archive_write_disk.
+ * restore.c - restore a snapshot (or subtrees of it) to disk with its
+ * metadata: bytes, holes, type, mode, owners, times to the nanosecond,
+ * symlinks, hardlinks, fifos and devices, xattrs and POSIX ACLs.
  *
- * Restore builds each archive_entry from the catalog, never from a tar
- * header, and writes it with ARCHIVE_EXTRACT_SECURE_NODOTDOT,
- * _SECURE_SYMLINKS and _SECURE_NOABSOLUTEPATHS relative to the target
- * directory (the process's working directory for the duration of the run,
- * restored afterwards).  Names are checked again here: a node name holding
- * '/', NUL, "." or ".." is refused, so a hostile catalog cannot steer a
- * write outside the target.  A file whose content cannot be read (damaged
- * frame) is reported, removed, and the restore goes on.
+ * Safety, against a hostile or damaged catalog and a hostile target:
+ * - Everything is written relative to directory fds: the catalog walk is
+ *   depth first with parents before children, so a stack of open directory
+ *   fds, one per depth, always holds the entry's parent.  Each entry is
+ *   created with openat/mkdirat/symlinkat/mknodat on its parent's fd, with
+ *   O_NOFOLLOW|O_EXCL where it applies; directories are entered with
+ *   O_DIRECTORY|O_NOFOLLOW.  No path is ever resolved through a symlink, so
+ *   nothing can be written outside the target, whatever the names say.
+ * - Names are checked again: a name holding '/' or NUL, "." or "..", or a
+ *   path that is not safe (strata_path_is_safe) is refused and reported.
+ * - An entry whose parent is not the directory on the stack (it hangs below
+ *   a non-directory, or in a loop) is never reached by the walk; the whole
+ *   snapshot's restore compares the entries reached with the snapshot's
+ *   entry count and reports the difference as damage.
+ * A directory's owner, mode, xattrs, default ACL and times are applied when
+ * it is left (after its contents), so its mtime survives and restored
+ * children do not inherit a default ACL they never had.  A file whose
+ * content cannot be read is reported, removed, and the restore goes on.
  */
 #include "restore.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #define CHUNK (1u << 20)
+#define RESTORE_CACHE (64u << 20)   /* decompressed frames kept for restore */
+#define RESTORE_READAHEAD 8          /* frames decompressed ahead, on the other core */
 
-struct open_archive {
-	int64_t id;
-	struct strata_archive_reader *r;
+/* A directory being filled: applied and closed when the walk leaves it. */
+struct open_dir {
+	int fd;
+	int64_t node;
+	struct strata_entry e;      /* its metadata; xattrs copied below */
+	uint8_t *xattrs;
+	char *qpath;                /* quoted, for messages */
 };
-
-struct strata_reader {
-	struct strata_repo *repo;
-	struct strata_frame_cache *cache;
-	pthread_mutex_t lock;
-	struct open_archive *v;
-	size_t n, alloc;
-};
-
-int strata_reader_new(struct strata_repo *repo, struct strata_frame_cache *cache,
-		      struct strata_reader **ret, struct strata_error *err)
-{
-	struct strata_reader *rd = calloc(1, sizeof(*rd));
-
-	if (!rd)
-		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-	rd->repo = repo;
-	rd->cache = cache;
-	pthread_mutex_init(&rd->lock, NULL);
-	*ret = rd;
-	return 0;
-}
-
-void strata_reader_free(struct strata_reader *rd)
-{
-	if (!rd)
-		return;
-	for (size_t i = 0; i < rd->n; i++)
-		strata_archive_reader_close(rd->v[i].r);
-	free(rd->v);
-	pthread_mutex_destroy(&rd->lock);
-	free(rd);
-}
-
-/* The open reader for archive row 'id', opening it on first use. */
-static int reader_get(struct strata_reader *rd, struct strata_catalog *cat, int64_t id,
-		      struct strata_archive_reader **ret, struct strata_error *err)
-{
-	struct strata_archive_row row;
-	struct strata_frame *frames = NULL;
-	uint32_t nframes = 0;
-	struct strata_archive_reader *r = NULL;
-	int rc = 0;
-
-	pthread_mutex_lock(&rd->lock);
-	for (size_t i = 0; i < rd->n; i++) {
-		if (rd->v[i].id == id) {
-			*ret = rd->v[i].r;
-			pthread_mutex_unlock(&rd->lock);
-			return 0;
-		}
-	}
-	memset(&row, 0, sizeof(row));
-	rc = strata_catalog_archive_get(cat, id, &row, err);
-	if (rc < 0)
-		goto out;
-	rc = strata_frames_decode(row.frames, row.frames_len, &frames, &nframes, err);
-	if (rc < 0)
-		goto out;
-	rc = strata_archive_reader_open(strata_repo_archives_fd(rd->repo), row.name,
-					strata_repo_master_key(rd->repo), frames, nframes, rd->cache,
-					&r, err);
-	if (rc < 0)
-		goto out;
-	if (rd->n == rd->alloc) {
-		size_t na = rd->alloc ? rd->alloc * 2 : 16;
-		struct open_archive *nv = realloc(rd->v, na * sizeof(*nv));
-
-		if (!nv) {
-			strata_archive_reader_close(r);
-			rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-			goto out;
-		}
-		rd->v = nv;
-		rd->alloc = na;
-	}
-	rd->v[rd->n].id = id;
-	rd->v[rd->n].r = r;
-	rd->n++;
-	*ret = r;
-out:
-	pthread_mutex_unlock(&rd->lock);
-	free(frames);
-	free(row.frames);
-	return rc;
-}
-
-int64_t strata_reader_pread(struct strata_reader *rd, struct strata_catalog *cat,
-			    const struct strata_entry *e, void *buf, size_t n, uint64_t off,
-			    struct strata_error *err)
-{
-	struct strata_archive_reader *ar = NULL;
-	uint8_t *out = buf;
-	uint64_t packed = 0;
-	int rc;
-
-	if (e->type != STRATA_T_REG || off >= e->size || n == 0)
-		return 0;
-	if (n > e->size - off)
-		n = (size_t)(e->size - off);
-	if (e->archive == 0)
-		return strata_error_set(err, -EBADMSG, STRATA_ERR_CORRUPT,
-					"catalog: file of %llu bytes has no archive",
-					(unsigned long long)e->size);
-	rc = reader_get(rd, cat, e->archive, &ar, err);
-	if (rc < 0)
-		return rc;
-	if (!e->sparse_len) {
-		rc = strata_archive_reader_pread(ar, buf, n, e->data_offset + off, err);
-		return rc < 0 ? rc : (int64_t)n;
-	}
-	/* Sparse: zeros, except where a data segment covers the range. */
-	memset(buf, 0, n);
-	for (size_t i = 0; i + 16 <= e->sparse_len; i += 16) {
-		uint64_t so = strata_get_le64(e->sparse + i), sl = strata_get_le64(e->sparse + i + 8);
-		uint64_t lo = off > so ? off : so;
-		uint64_t hi = off + n < so + sl ? off + n : so + sl;
-
-		if (lo < hi) {
-			rc = strata_archive_reader_pread(ar, out + (lo - off), (size_t)(hi - lo),
-							 e->data_offset + packed + (lo - so), err);
-			if (rc < 0)
-				return rc;
-		}
-		packed += sl;
-		if (so >= off + n)
-			break;
-	}
-	return (int64_t)n;
-}
-
-/* ---- restore ------------------------------------------------------------ */
 
 struct hl_seen {
 	uint64_t dev, ino;
-	char *path;
+	char *path;                 /* relative to the target */
 };
 
 struct restore_run {
@@ -176,27 +58,25 @@ struct restore_run {
 	const struct strata_restore_options *opts;
 	struct strata_restore_stats stats;
 	struct strata_reader *rd;
-	struct archive *disk;
-	struct archive_entry *ae;
+	struct strata_frame_cache *cache;
 	uint8_t *buf;
-	struct strata_error first;     /* the first content error */
+	struct strata_error first;     /* the first problem: the run's result */
 	struct strata_error *err;
+	bool chown;
+	int target;
+	struct open_dir *stack;        /* stack[0]: the target, depth d at [d] */
+	size_t depth, alloc;
 	struct hl_seen *hl;
 	size_t nhl, ahl;
-
-	int64_t last_progress_ns;
 	uint64_t visited;              /* entries the walk reached */
-	struct deferred_acl {
-		char *path;
-		uint8_t *value;
-		uint32_t len;
-	} *dacl;                       /* default ACLs, set after all contents */
-	size_t ndacl;
+	int64_t last_progress_ns;
 };
 
-static void rwarn(struct restore_run *rr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rwarn(struct restore_run *rr, int code, enum strata_error_kind kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
-static void rwarn(struct restore_run *rr, const char *fmt, ...)
+/* Report one problem; the first one becomes the run's error. */
+static void rwarn(struct restore_run *rr, int code, enum strata_error_kind kind, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -205,13 +85,16 @@ static void rwarn(struct restore_run *rr, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	rr->stats.errors++;
+	if (!rr->first.code)
+		strata_error_set(&rr->first, code, kind, "%s", msg);
 	if (rr->opts->warn)
 		rr->opts->warn(rr->opts->ctx, msg);
 }
 
 static bool name_ok(const struct strata_entry *e)
 {
-	if (e->name_len == 0 || memchr(e->name, '/', e->name_len) || memchr(e->name, '\0', e->name_len))
+	if (e->name_len == 0 || e->name_len > 255 || memchr(e->name, '/', e->name_len) ||
+	    memchr(e->name, '\0', e->name_len))
 		return false;
 	if (e->name_len == 1 && e->name[0] == '.')
 		return false;
@@ -241,104 +124,133 @@ static bool xattrs_valid(const uint8_t *p, size_t len)
 	return true;
 }
 
-static bool is_acl_xattr(const char *name)
+static struct timespec ns_to_ts(int64_t ns)
 {
-	return !strcmp(name, "system.posix_acl_access") || !strcmp(name, "system.posix_acl_default");
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+
+	if (ts.tv_nsec < 0) {   /* floor: pre-1970 times keep 0 <= nsec < 1e9 */
+		ts.tv_sec -= 1;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
 }
 
 /*
- * POSIX ACLs are kept as the kernel's raw xattrs (exact, no text round
- * trip).  archive_write_disk skips those names, so they are set here, after
- * the entry is finished: the path was created by archive_write_disk under
- * its secure flags and lsetxattr does not follow a final symlink.
+ * Set the xattrs of the blob on fd (or, fd < 0, on name in dirfd through
+ * /proc, for entries that cannot be opened).  which: 0 all but the default
+ * ACL, 1 only the default ACL.
  */
-static void apply_acls(struct restore_run *rr, const struct strata_entry *e, const char *path,
-		       const char *q)
+static void set_xattrs(struct restore_run *rr, int fd, int dirfd, const char *name,
+		       const uint8_t *x, size_t len, int which, const char *q)
 {
+	char proc[512];
 	size_t off = 0;
 
-	while (off + 8 <= e->xattrs_len) {
-		uint32_t nl = strata_get_le32(e->xattrs + off), vl;
-		char name[256];
+	if (fd < 0)
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
+	while (off + 8 <= len) {
+		uint32_t nl = strata_get_le32(x + off), vl;
+		char xn[256];
+		int r;
 
-		if (nl >= sizeof(name) || off + 8 + nl > e->xattrs_len)
-			break;
-		memcpy(name, e->xattrs + off + 4, nl);
-		name[nl] = '\0';
-		vl = strata_get_le32(e->xattrs + off + 4 + nl);
-		if (vl > e->xattrs_len - off - 8 - nl)
-			break;
-		if (!strcmp(name, "system.posix_acl_default")) {
-			/* later: children restored now must not inherit it */
-			struct deferred_acl *nv = realloc(rr->dacl, (rr->ndacl + 1) * sizeof(*nv));
-
-			if (nv) {
-				rr->dacl = nv;
-				nv[rr->ndacl].path = strdup(path);
-				nv[rr->ndacl].value = malloc(vl ? vl : 1);
-				nv[rr->ndacl].len = vl;
-				if (nv[rr->ndacl].path && nv[rr->ndacl].value) {
-					memcpy(nv[rr->ndacl].value, e->xattrs + off + 8 + nl, vl);
-					rr->ndacl++;
-				} else {
-					free(nv[rr->ndacl].path);
-					free(nv[rr->ndacl].value);
-				}
-			}
-		} else if (is_acl_xattr(name) &&
-			   lsetxattr(path, name, e->xattrs + off + 8 + nl, vl, 0) < 0) {
-			rwarn(rr, "cannot set ACL on '%s': %s", q, strerror(errno));
+		memcpy(xn, x + off + 4, nl);
+		xn[nl] = '\0';
+		vl = strata_get_le32(x + off + 4 + nl);
+		if ((strcmp(xn, "system.posix_acl_default") == 0) == (which == 1)) {
+			r = fd >= 0 ? fsetxattr(fd, xn, x + off + 8 + nl, vl, 0)
+				    : lsetxattr(proc, xn, x + off + 8 + nl, vl, 0);
+			if (r < 0)
+				rwarn(rr, -errno, STRATA_ERR_IO, "cannot set '%s' on '%s': %s", xn, q,
+				      strerror(errno));
 		}
-		off += 8 + nl + vl;
+		off += 8 + (size_t)nl + vl;
 	}
 }
 
-static void entry_build(struct archive_entry *ae, const struct strata_entry *e, const char *path)
+/* Owner, then mode (chown clears set-id bits), then xattrs and ACLs, then times. */
+static void set_meta(struct restore_run *rr, int fd, int dirfd, const char *name,
+		     const struct strata_entry *e, const uint8_t *xattrs, const char *q)
 {
-	size_t off = 0;
+	struct timespec ts[2];
+	mode_t mode = e->mode & 07777;
 
-	archive_entry_clear(ae);
-	archive_entry_copy_pathname(ae, path);
-	archive_entry_set_mode(ae, e->mode);
-	archive_entry_set_uid(ae, e->uid);
-	archive_entry_set_gid(ae, e->gid);
-	{
-		/* floor division: a pre-1970 time keeps 0 <= nsec < 1e9 */
-		int64_t sec = e->mtime_ns / 1000000000, nsec = e->mtime_ns % 1000000000;
+	if (rr->chown) {
+		int r = fd >= 0 ? fchown(fd, e->uid, e->gid)
+				: fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
 
-		if (nsec < 0) {
-			sec -= 1;
-			nsec += 1000000000;
-		}
-		archive_entry_set_mtime(ae, (time_t)sec, (long)nsec);
+		if (r < 0)
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot set the owner of '%s': %s", q, strerror(errno));
+	} else {
+		mode &= ~(mode_t)(S_ISUID | S_ISGID);
 	}
-	archive_entry_set_size(ae, e->type == STRATA_T_REG ? (la_int64_t)e->size : 0);
-	if (e->type == STRATA_T_LNK && e->link)
-		archive_entry_copy_symlink(ae, e->link);
-	if (e->type == STRATA_T_CHR || e->type == STRATA_T_BLK)
-		archive_entry_set_rdev(ae, (dev_t)e->rdev);
-	while (off + 8 <= e->xattrs_len) {
-		uint32_t nl = strata_get_le32(e->xattrs + off), vl;
-		char name[256];
+	if (e->type != STRATA_T_LNK) {
+		int r = fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0);
 
-		if (nl >= sizeof(name) || off + 8 + nl > e->xattrs_len)
-			break;
-		memcpy(name, e->xattrs + off + 4, nl);
-		name[nl] = '\0';
-		vl = strata_get_le32(e->xattrs + off + 4 + nl);
-		if (vl > e->xattrs_len - off - 8 - nl)
-			break;
-		if (!is_acl_xattr(name))
-			archive_entry_xattr_add_entry(ae, name, e->xattrs + off + 8 + nl, vl);
-		off += 8 + nl + vl;
+		if (r < 0)
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot set the mode of '%s': %s", q, strerror(errno));
 	}
+	if (e->xattrs_len && e->type != STRATA_T_LNK)
+		set_xattrs(rr, fd, dirfd, name, xattrs, e->xattrs_len, 0, q);
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1] = ns_to_ts(e->mtime_ns);
+	if ((fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW)) < 0)
+		rwarn(rr, -errno, STRATA_ERR_IO, "cannot set the times of '%s': %s", q, strerror(errno));
+}
+
+/* Leave the directory on top of the stack: its metadata, then close it. */
+static void dir_pop(struct restore_run *rr)
+{
+	struct open_dir *d = &rr->stack[rr->depth];
+
+	if (d->e.xattrs_len)
+		set_xattrs(rr, d->fd, -1, NULL, d->xattrs, d->e.xattrs_len, 1, d->qpath);
+	set_meta(rr, d->fd, -1, NULL, &d->e, d->xattrs, d->qpath);
+	close(d->fd);
+	free(d->xattrs);
+	free(d->qpath);
+	memset(d, 0, sizeof(*d));
+	rr->depth--;
+}
+
+static int dir_push(struct restore_run *rr, int fd, const struct strata_entry *e, const char *q)
+{
+	struct open_dir *d;
+
+	if (rr->depth + 1 >= rr->alloc) {
+		size_t na = rr->alloc ? rr->alloc * 2 : 64;
+		struct open_dir *ns = realloc(rr->stack, na * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		rr->stack = ns;
+		rr->alloc = na;
+	}
+	d = &rr->stack[++rr->depth];
+	memset(d, 0, sizeof(*d));
+	d->fd = fd;
+	d->node = e->node_id;
+	d->e = *e;
+	d->e.name = NULL;
+	d->e.uname = d->e.gname = d->e.link = NULL;
+	d->e.sparse = NULL;
+	d->e.xattrs = NULL;
+	d->qpath = strdup(q);
+	if (e->xattrs_len) {
+		d->xattrs = malloc(e->xattrs_len);
+		if (d->xattrs)
+			memcpy(d->xattrs, e->xattrs, e->xattrs_len);
+		else
+			d->e.xattrs_len = 0;
+	}
+	return d->qpath ? 0 : -ENOMEM;
 }
 
 static const char *hl_find(struct restore_run *rr, const struct strata_entry *e)
 {
-	for (size_t i = 0; i < rr->nhl; i++)
-		if (rr->hl[i].dev == e->dev && rr->hl[i].ino == e->ino)
-			return rr->hl[i].path;
+	for (size_t i = rr->nhl; i > 0; i--)
+		if (rr->hl[i - 1].dev == e->dev && rr->hl[i - 1].ino == e->ino)
+			return rr->hl[i - 1].path;
 	return NULL;
 }
 
@@ -361,7 +273,7 @@ static void hl_add(struct restore_run *rr, const struct strata_entry *e, const c
 }
 
 /* Write a regular file's content, segment by segment (holes stay holes). */
-static int write_content(struct restore_run *rr, const struct strata_entry *e, const char *q)
+static int write_content(struct restore_run *rr, int fd, const struct strata_entry *e, const char *q)
 {
 	struct strata_error rerr = { 0 };
 	size_t nseg = e->sparse_len ? e->sparse_len / 16 : 1;
@@ -372,99 +284,175 @@ static int write_content(struct restore_run *rr, const struct strata_entry *e, c
 		if (e->sparse_len) {
 			so = strata_get_le64(e->sparse + 16 * s);
 			sl = strata_get_le64(e->sparse + 16 * s + 8);
+			if (so > e->size || sl > e->size - so) {
+				rwarn(rr, -EBADMSG, STRATA_ERR_CORRUPT,
+				      "cannot restore '%s': catalog: sparse map beyond the file size", q);
+				return -1;
+			}
 		}
 		for (uint64_t done = 0; done < sl;) {
 			size_t want = sl - done < CHUNK ? (size_t)(sl - done) : CHUNK;
 			int64_t got = strata_reader_pread(rr->rd, rr->cat, e, rr->buf, want, so + done, &rerr);
 
 			if (got <= 0) {
+				bool io = got < 0 && (rerr.kind == STRATA_ERR_IO || rerr.kind == STRATA_ERR_AUTH);
+
 				if (got == 0)
 					strata_error_set(&rerr, -EBADMSG, STRATA_ERR_CORRUPT, "short content");
-				rwarn(rr, "cannot restore '%s': %s", q, rerr.msg);
 				/* content the catalog points at and cannot be read: damage */
-				if (!rr->first.code)
-					strata_error_set(&rr->first,
-							 rerr.kind == STRATA_ERR_IO || rerr.kind == STRATA_ERR_AUTH
-								 ? rerr.code : -EBADMSG,
-							 rerr.kind == STRATA_ERR_IO || rerr.kind == STRATA_ERR_AUTH
-								 ? rerr.kind : STRATA_ERR_CORRUPT,
-							 "cannot restore '%s': %s", q, rerr.msg);
+				rwarn(rr, io ? rerr.code : -EBADMSG, io ? rerr.kind : STRATA_ERR_CORRUPT,
+				      "cannot restore '%s': %s", q, rerr.msg);
 				return -1;
 			}
-			if (archive_write_data_block(rr->disk, rr->buf, (size_t)got,
-						     (la_int64_t)(so + done)) < ARCHIVE_WARN) {
-				rwarn(rr, "cannot write '%s': %s", q, archive_error_string(rr->disk));
+			if (strata_pwrite_full(fd, rr->buf, (size_t)got, so + done) < 0) {
+				rwarn(rr, -errno, STRATA_ERR_IO, "cannot write '%s': %s", q, strerror(errno));
 				return -1;
 			}
 			done += (uint64_t)got;
 			rr->stats.bytes += (uint64_t)got;
 		}
 	}
+	if (e->sparse_len && ftruncate(fd, (off_t)e->size) < 0) {
+		rwarn(rr, -errno, STRATA_ERR_IO, "cannot extend '%s': %s", q, strerror(errno));
+		return -1;
+	}
 	return 0;
+}
+
+/* Make room for an entry: with overwrite, remove what is there (not a directory). */
+static int make_room(struct restore_run *rr, int pfd, const char *name, bool is_dir)
+{
+	struct stat st;
+
+	if (!rr->opts->overwrite || fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	if (S_ISDIR(st.st_mode))
+		return is_dir ? 0 : -EISDIR;
+	return unlinkat(pfd, name, 0) < 0 ? -errno : 0;
+}
+
+static void restore_entry(struct restore_run *rr, int pfd, const struct strata_entry *e,
+			  const char *name, const char *path, const char *q)
+{
+	int fd = -1;
+
+	if (make_room(rr, pfd, name, e->type == STRATA_T_DIR) < 0) {
+		rwarn(rr, -EEXIST, STRATA_ERR_IO, "cannot restore '%s': a directory is in the way", q);
+		return;
+	}
+	switch (e->type) {
+	case STRATA_T_DIR:
+		if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST) {
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot create '%s': %s", q, strerror(errno));
+			return;
+		}
+		/* an existing symlink in its place fails here: never followed */
+		fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot enter '%s': %s", q,
+			      errno == ELOOP || errno == ENOTDIR ? "not a directory (refusing to follow)"
+								  : strerror(errno));
+			return;
+		}
+		if (dir_push(rr, fd, e, q) < 0) {
+			close(fd);
+			rwarn(rr, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+			return;
+		}
+		break;
+	case STRATA_T_REG: {
+		const char *leader = e->nlink > 1 ? hl_find(rr, e) : NULL;
+
+		if (leader) {
+			if (linkat(rr->target, leader, pfd, name, 0) == 0)
+				break;
+			/* a link across what cannot be linked: restore a copy */
+		}
+		fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot create '%s': %s", q, strerror(errno));
+			return;
+		}
+		if (e->size > 0 && write_content(rr, fd, e, q) < 0) {
+			close(fd);
+			unlinkat(pfd, name, 0);
+			return;
+		}
+		set_meta(rr, fd, pfd, name, e, e->xattrs, q);
+		close(fd);
+		if (e->nlink > 1)
+			hl_add(rr, e, path);
+		break;
+	}
+	case STRATA_T_LNK:
+		if (!e->link || memchr(e->link, '\0', e->link_len) != NULL || e->link_len == 0) {
+			rwarn(rr, -EBADMSG, STRATA_ERR_CORRUPT, "catalog: symlink '%s' has no target", q);
+			return;
+		}
+		if (symlinkat(e->link, pfd, name) < 0) {
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot create '%s': %s", q, strerror(errno));
+			return;
+		}
+		set_meta(rr, -1, pfd, name, e, e->xattrs, q);
+		break;
+	case STRATA_T_FIFO:
+	case STRATA_T_CHR:
+	case STRATA_T_BLK:
+	case STRATA_T_SOCK: {
+		mode_t fmt = e->type == STRATA_T_FIFO ? S_IFIFO
+			     : e->type == STRATA_T_CHR ? S_IFCHR
+			     : e->type == STRATA_T_BLK ? S_IFBLK : S_IFSOCK;
+
+		if (mknodat(pfd, name, fmt | 0600, (dev_t)e->rdev) < 0) {
+			rwarn(rr, -errno, STRATA_ERR_IO, "cannot create '%s': %s", q, strerror(errno));
+			return;
+		}
+		set_meta(rr, -1, pfd, name, e, e->xattrs, q);
+		break;
+	}
+	default:
+		rwarn(rr, -EBADMSG, STRATA_ERR_CORRUPT, "catalog: entry '%s' has an unknown type", q);
+		return;
+	}
+	rr->stats.entries++;
+}
+
+/* Depth of a path from the snapshot root: "a" is 1, "a/b" is 2. */
+static size_t path_depth(const char *path, size_t len)
+{
+	size_t d = 1;
+
+	for (size_t i = 0; i < len; i++)
+		d += path[i] == '/';
+	return d;
 }
 
 static int restore_one(void *ctx, const struct strata_entry *e, const char *path, size_t path_len)
 {
 	struct restore_run *rr = ctx;
-	char q[1400];
-	const char *link = NULL;
-	int r;
+	size_t depth = path_depth(path, path_len);
+	char q[1400], name[256];
 
-	(void)path_len;
+	rr->visited++;
 	strata_quote(q, sizeof(q), path, path_len);
 	if (!name_ok(e) || !strata_path_is_safe(path, path_len)) {
-		rwarn(rr, "refusing unsafe path '%s' from the catalog", q);
-		if (!rr->first.code)
-			strata_error_set(&rr->first, -EBADMSG, STRATA_ERR_CORRUPT,
-					 "refusing unsafe path '%s' from the catalog", q);
+		rwarn(rr, -EBADMSG, STRATA_ERR_CORRUPT, "refusing unsafe path '%s' from the catalog", q);
 		return 0;
 	}
-	rr->visited++;
-	if (!xattrs_valid(e->xattrs, e->xattrs_len) || (e->sparse_len % 16) != 0 ||
-	    !strchr("fdlpcbs", e->type ? e->type : '?')) {
-		rwarn(rr, "catalog: entry '%s' is damaged (type, xattrs or sparse map)", q);
-		if (!rr->first.code)
-			strata_error_set(&rr->first, -EBADMSG, STRATA_ERR_CORRUPT,
-					 "catalog: entry '%s' is damaged", q);
+	if (!xattrs_valid(e->xattrs, e->xattrs_len) || (e->sparse_len % 16) != 0) {
+		rwarn(rr, -EBADMSG, STRATA_ERR_CORRUPT, "catalog: entry '%s' is damaged (xattrs or sparse map)", q);
 		return 0;
 	}
-	entry_build(rr->ae, e, path);
-	if (e->type == STRATA_T_REG && e->nlink > 1) {
-		link = hl_find(rr, e);
-		if (link) {
-			archive_entry_set_size(rr->ae, 0);
-			archive_entry_copy_hardlink(rr->ae, link);
-		}
-	}
-	r = archive_write_header(rr->disk, rr->ae);
-	if (r < ARCHIVE_WARN) {
-		rwarn(rr, "cannot restore '%s': %s", q, archive_error_string(rr->disk));
-		if (r == ARCHIVE_FATAL)
-			return strata_error_set(rr->err, -EIO, STRATA_ERR_IO, "cannot restore '%s': %s", q,
-						archive_error_string(rr->disk));
+	/* leave the directories this entry is not in */
+	while (rr->depth >= depth)
+		dir_pop(rr);
+	if (rr->depth + 1 != depth || rr->stack[rr->depth].node != e->parent_node) {
+		/* its parent was not restored (reported then): skip the subtree */
 		return 0;
 	}
-	if (r == ARCHIVE_WARN && rr->opts->warn) {
-		char msg[2048];
-
-		snprintf(msg, sizeof(msg), "'%s': %s", q, archive_error_string(rr->disk));
-		rr->opts->warn(rr->opts->ctx, msg);
-	}
-	if (e->type == STRATA_T_REG && !link && e->size > 0) {
-		if (write_content(rr, e, q) < 0) {
-			archive_write_finish_entry(rr->disk);
-			unlink(path);
-			return 0;
-		}
-	}
-	r = archive_write_finish_entry(rr->disk);
-	if (r < ARCHIVE_WARN)
-		rwarn(rr, "cannot finish '%s': %s", q, archive_error_string(rr->disk));
-	else if (e->xattrs_len && !link)
-		apply_acls(rr, e, path, q);
-	if (e->type == STRATA_T_REG && e->nlink > 1 && !link)
-		hl_add(rr, e, path);
-	rr->stats.entries++;
+	memcpy(name, e->name, e->name_len);
+	name[e->name_len] = '\0';
+	restore_entry(rr, rr->stack[rr->depth].fd, e, name, path, q);
 	if (rr->opts->progress) {
 		int64_t now = strata_now_ns();
 
@@ -476,7 +464,7 @@ static int restore_one(void *ctx, const struct strata_entry *e, const char *path
 	return 0;
 }
 
-/* Restore the ancestors of a subtree (so "etc/erp" gets "etc" with its metadata). */
+/* Restore one requested subtree: its ancestors first (with their metadata), then the walk below it. */
 static int restore_path(struct restore_run *rr, int64_t set_id, int64_t snap, const char *spec)
 {
 	struct strata_entry_list l = { 0 };
@@ -499,9 +487,10 @@ static int restore_path(struct restore_run *rr, int64_t set_id, int64_t snap, co
 		rc = strata_catalog_lookup(rr->cat, set_id, snap, parent, p, len, &l, rr->err);
 		if (rc < 0)
 			goto out;
-		if (path.len)
-			strata_buf_append(&path, "/", 1);
-		strata_buf_append(&path, p, len);
+		if ((path.len && strata_buf_append(&path, "/", 1) < 0) || strata_buf_append(&path, p, len) < 0) {
+			rc = strata_error_set(rr->err, -ENAMETOOLONG, STRATA_ERR_USAGE, "path '%s' is too long", spec);
+			goto out;
+		}
 		rc = restore_one(rr, &l.v[0], (const char *)path.data, path.len);
 		if (rc < 0)
 			goto out;
@@ -510,10 +499,12 @@ static int restore_path(struct restore_run *rr, int64_t set_id, int64_t snap, co
 		while (*p == '/')
 			p++;
 	}
-	if (l.n && l.v[0].type == STRATA_T_DIR) {
+	if (l.n && l.v[0].type == STRATA_T_DIR)
 		rc = strata_catalog_walk(rr->cat, set_id, snap, parent, restore_one, rr, rr->err);
-	}
 out:
+	/* the next requested path starts again from the target */
+	while (rr->depth > 0)
+		dir_pop(rr);
 	strata_entry_list_release(&l);
 	strata_buf_release(&path);
 	return rc;
@@ -525,92 +516,67 @@ int strata_restore_run(struct strata_repo *repo, struct strata_catalog *cat,
 		       struct strata_error *err)
 {
 	struct restore_run rr;
-	int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_XATTR |
-		    ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-		    ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS;
-	int cwd = -1, rc = 0;
+	int rc = 0;
 
 	memset(&rr, 0, sizeof(rr));
 	rr.repo = repo;
 	rr.cat = cat;
 	rr.opts = opts;
 	rr.err = err;
-	if (!opts->overwrite)
-		flags |= ARCHIVE_EXTRACT_NO_OVERWRITE;
-	else
-		flags |= ARCHIVE_EXTRACT_UNLINK;
-	if (geteuid() == 0 && !opts->no_owner)
-		flags |= ARCHIVE_EXTRACT_OWNER;
+	rr.target = -1;
+	rr.chown = geteuid() == 0 && !opts->no_owner;
 
 	if (mkdir(target, 0700) < 0 && errno != EEXIST)
 		return strata_error_errno(err, errno, "cannot create '%s'", target);
-	cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cwd < 0)
-		return strata_error_errno(err, errno, "cannot open the working directory");
-	if (chdir(target) < 0) {
-		rc = strata_error_errno(err, errno, "cannot enter '%s'", target);
-		goto out;
-	}
+	rr.target = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rr.target < 0)
+		return strata_error_errno(err, errno, "cannot open '%s'", target);
 	rr.buf = malloc(CHUNK);
-	rr.ae = archive_entry_new();
-	rr.disk = archive_write_disk_new();
-	if (!rr.buf || !rr.ae || !rr.disk) {
+	rr.stack = calloc(64, sizeof(*rr.stack));
+	if (!rr.buf || !rr.stack) {
 		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		goto out;
 	}
-	archive_write_disk_set_options(rr.disk, flags);
-	rc = strata_reader_new(repo, NULL, &rr.rd, err);
+	rr.alloc = 64;
+	rr.stack[0].fd = rr.target;
+	rr.stack[0].node = 0;
+	rc = strata_frame_cache_new(RESTORE_CACHE, &rr.cache);
+	if (rc < 0) {
+		rc = strata_error_set(err, rc, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	rc = strata_reader_new(repo, rr.cache, &rr.rd, err);
 	if (rc < 0)
 		goto out;
+	strata_reader_set_readahead(rr.rd, RESTORE_READAHEAD);
 
 	if (opts->paths && opts->paths[0]) {
 		for (const char *const *p = opts->paths; *p && rc == 0; p++)
 			rc = restore_path(&rr, snap->set_id, snap->id, *p);
 	} else {
 		rc = strata_catalog_walk(cat, snap->set_id, snap->id, 0, restore_one, &rr, err);
+		while (rr.depth > 0)
+			dir_pop(&rr);
 		/* Every entry of the snapshot must be reachable from its root: fewer
 		 * means parts of the tree hang below a non-directory or in a loop. */
-		if (rc == 0 && rr.visited < snap->files && !rr.first.code)
-			strata_error_set(&rr.first, -EBADMSG, STRATA_ERR_CORRUPT,
-					 "catalog: snapshot '%s' has %llu entries, only %llu are reachable",
-					 snap->name, (unsigned long long)snap->files,
-					 (unsigned long long)rr.visited);
-	}
-	/* Directory modes and times are applied here, after their contents. */
-	if (archive_write_close(rr.disk) != ARCHIVE_OK && rc == 0)
-		rwarn(&rr, "cannot finish restore into '%s': %s", target, archive_error_string(rr.disk));
-	for (size_t i = 0; i < rr.ndacl; i++) {
-		if (lsetxattr(rr.dacl[i].path, "system.posix_acl_default", rr.dacl[i].value,
-			      rr.dacl[i].len, 0) < 0) {
-			char q[1400];
-
-			strata_quote(q, sizeof(q), rr.dacl[i].path, strlen(rr.dacl[i].path));
-			rwarn(&rr, "cannot set default ACL on '%s': %s", q, strerror(errno));
-		}
+		if (rc == 0 && rr.visited < snap->files)
+			rwarn(&rr, -EBADMSG, STRATA_ERR_CORRUPT,
+			      "catalog: snapshot '%s' has %llu entries, only %llu are reachable", snap->name,
+			      (unsigned long long)snap->files, (unsigned long long)rr.visited);
 	}
 	if (rc == 0 && rr.first.code)
 		rc = strata_error_set(err, rr.first.code, rr.first.kind, "%s", rr.first.msg);
-	if (rc == 0 && rr.stats.errors)
-		rc = strata_error_set(err, -EIO, STRATA_ERR_IO, "%llu entries could not be restored",
-				      (unsigned long long)rr.stats.errors);
 out:
-	if (cwd >= 0) {
-		if (fchdir(cwd) < 0 && rc == 0)
-			rc = strata_error_errno(err, errno, "cannot return to the working directory");
-		close(cwd);
-	}
-	if (rr.disk)
-		archive_write_free(rr.disk);
-	archive_entry_free(rr.ae);
+	while (rr.depth > 0)
+		dir_pop(&rr);
+	if (rr.target >= 0)
+		close(rr.target);
+	free(rr.stack);
 	free(rr.buf);
 	strata_reader_free(rr.rd);
+	strata_frame_cache_free(rr.cache);
 	for (size_t i = 0; i < rr.nhl; i++)
 		free(rr.hl[i].path);
-	for (size_t i = 0; i < rr.ndacl; i++) {
-		free(rr.dacl[i].path);
-		free(rr.dacl[i].value);
-	}
-	free(rr.dacl);
 	free(rr.hl);
 	if (ret)
 		*ret = rr.stats;

@@ -32,6 +32,14 @@ int strata_reader_new(struct strata_repo *repo, struct strata_frame_cache *cache
 void strata_reader_free(struct strata_reader *rd);
 
 /*
+ * Sequential consumers (restore, verify) ask the reader to decompress the
+ * next 'frames' frames of an archive on a background thread after each
+ * read, so decompression overlaps with their own work.  Needs a shared
+ * cache (strata_reader_new with cache != NULL); 0 turns it off (default).
+ */
+void strata_reader_set_readahead(struct strata_reader *rd, unsigned frames);
+
+/*
  * Read up to n bytes of entry e's logical content at offset off (holes of
  * sparse files read as zeros).  Returns bytes read (0 at EOF) or a negative
  * errno; a damaged frame is -EBADMSG with a message naming the archive.
