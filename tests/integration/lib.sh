@@ -76,8 +76,16 @@ need() {
 }
 
 # The binary under test, bounded in time so a hang fails instead of stalling CI.
+# With STRATA_VALGRIND=1 (meson test --setup valgrind) every call runs under
+# valgrind: a memory error or a definite leak exits 99, which no test expects.
 strata() {
-	timeout -k 10 "${STRATA_TIMEOUT:-900}" "$STRATA" "$@"
+	if [[ ${STRATA_VALGRIND:-0} == 1 ]]; then
+		timeout -k 10 "${STRATA_TIMEOUT:-1800}" valgrind --quiet --error-exitcode=99 \
+			--leak-check=full --errors-for-leak-kinds=definite,indirect \
+			--show-leak-kinds=definite,indirect "$STRATA" "$@"
+	else
+		timeout -k 10 "${STRATA_TIMEOUT:-900}" "$STRATA" "$@"
+	fi
 }
 
 # expect_exit CODE cmd...: run cmd, keep its output in $OUT and $ERR (files)
