@@ -78,6 +78,10 @@ int cli_cmd_diff(int argc, char **argv, struct strata_error *err);
 int cli_cmd_restore(int argc, char **argv, struct strata_error *err);
 int cli_cmd_verify(int argc, char **argv, struct strata_error *err);
 int cli_cmd_run(int argc, char **argv, struct strata_error *err);
+#if HAVE_FUSE
+int cli_cmd_mount(int argc, char **argv, struct strata_error *err);
+int cli_cmd_umount(int argc, char **argv, struct strata_error *err);
+#endif
 int cli_cmd_prune(int argc, char **argv, struct strata_error *err);
 int cli_cmd_status(int argc, char **argv, struct strata_error *err);
 int cli_cmd_config(int argc, char **argv, struct strata_error *err);

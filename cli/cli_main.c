@@ -93,6 +93,28 @@ static const struct cli_command cli_commands[] = {
 	  "  -s, --set NAME   default set for \"latest\"\n"
 	  "      --json       print the result as JSON\n",
 	  "check the repository's integrity" },
+#if HAVE_FUSE
+	{ "mount", cli_cmd_mount,
+	  "usage: strata -r REPO mount MOUNTPOINT [OPTION...]\n"
+	  "\n"
+	  "Show every complete snapshot as a read-only directory tree:\n"
+	  "MOUNTPOINT/SET/SNAPSHOT-NAME/<source paths> and MOUNTPOINT/SET/latest.\n"
+	  "Snapshots that complete while mounted appear; pruned ones disappear.\n"
+	  "Returns once the mount answers, unless --foreground.\n"
+	  "\n"
+	  "      --foreground     stay in the foreground (stop with Ctrl-C or SIGTERM)\n"
+	  "      --allow-other    let other users in; the kernel enforces the backed-up permissions\n"
+	  "      --snapshot SPEC  mount one snapshot's tree at MOUNTPOINT (id, name, latest, SET/latest)\n"
+	  "      --set NAME       only this set\n"
+	  "      --cache-size SIZE  decompressed frame cache (default 256M)\n"
+	  "      --debug          log every request (implies --foreground)\n"
+	  , "mount the snapshots read-only (FUSE)" },
+	{ "umount", cli_cmd_umount,
+	  "usage: strata umount MOUNTPOINT\n"
+	  "\n"
+	  "Unmount a strata mount (fusermount3 -u).\n"
+	  , "unmount a strata mount" },
+#endif
 	{ "run", cli_cmd_run,
 	  "usage: strata [--config FILE] run [--set NAME]... [--no-wait] [--no-prune] [--json] [KEY OPTIONS]\n"
 	  "\n"
@@ -106,7 +128,7 @@ static const struct cli_command cli_commands[] = {
 	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
 	  "      --no-prune  do not prune after the backups\n"
 	  "      --json      print what was done as JSON\n"
-	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
 	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
 	  "      --one-file-system yes|no, --rpo DURATION\n"
 	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
@@ -124,7 +146,7 @@ static const struct cli_command cli_commands[] = {
 	  "      --dry-run   print every keep and remove with its reason, change nothing\n"
 	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
 	  "      --json      print the decisions as JSON\n"
-	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
 	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
 	  "      --one-file-system yes|no, --rpo DURATION\n"
 	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
@@ -139,7 +161,7 @@ static const struct cli_command cli_commands[] = {
 	  "\n"
 	  "  -s, --set NAME  only this set (repeatable)\n"
 	  "      --json      print the status as JSON\n"
-	  "Set keys of the configuration, for every selected set (lists replace the file's):\n"
+	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
 	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
 	  "      --one-file-system yes|no, --rpo DURATION\n"
 	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"

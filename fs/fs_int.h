@@ -1,0 +1,192 @@
+/*
+ * fs_int.h - the FUSE driver's insides, shared by fs_mount.c (session,
+ * catalog handle pool, snapshot list), fs_inode.c (node ids) and fs_ops.c
+ * (the request handlers).  No other module includes it.
+ */
+#ifndef STRATA_FS_INT_H
+#define STRATA_FS_INT_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "catalog.h"
+#include "common.h"
+#include "fs.h"
+#include "restore.h"
+#include "store.h"
+
+/* Timeouts (seconds): snapshot contents never change; the listing of sets
+ * and snapshots does. */
+#define FS_TREE_TIMEOUT 86400.0
+#define FS_TOP_TIMEOUT 1.0
+/* How often the snapshot list may be reloaded from the catalog. */
+#define FS_POLL_NS (200 * 1000000LL)
+#define FS_RELOAD_NS (1000 * 1000000LL)
+
+/* ---- the snapshot list (fs_mount.c) ---------------------------------- */
+
+struct fs_snap {
+	int64_t id;
+	int64_t set_id;
+	int64_t finished_ns;
+	char name[STRATA_SNAP_NAME_MAX];
+	char set[STRATA_SET_NAME_MAX];
+};
+
+struct fs_set {
+	int64_t id;
+	char name[STRATA_SET_NAME_MAX];
+	int64_t latest;          /* newest snapshot id of the set */
+	int64_t newest_ns;       /* its finish time */
+	char latest_name[STRATA_SNAP_NAME_MAX];
+};
+
+/* An immutable listing; replaced whole under fs->view_lock. */
+struct fs_view {
+	struct fs_snap *snaps;   /* sorted by id */
+	size_t nsnaps;
+	struct fs_set *sets;     /* sorted by name */
+	size_t nsets;
+	int64_t generation;
+	int64_t newest_ns;
+};
+
+/* ---- hardlink map (fs_inode.c) ---------------------------------------- */
+
+struct fs_hl_slot {
+	int64_t snap;            /* 0: empty */
+	uint64_t dev, ino;
+	uint64_t nodeid;
+};
+
+struct fs_hlmap {
+	pthread_mutex_t lock;
+	struct fs_hl_slot *v;
+	size_t n, alloc;         /* alloc is a power of two (or 0) */
+};
+
+/* ---- open files and read-ahead (fs_prefetch.c) ---------------------------- */
+
+struct fs_file {
+	struct strata_entry_list list;  /* the one version; owns e's memory */
+	const struct strata_entry *e;
+	int64_t snap;
+	atomic_bool logged;             /* one log line per open file */
+	atomic_int refs;                /* the open file, plus a read-ahead job */
+	/*
+	 * Reads of one open file run one at a time: the kernel's readahead
+	 * sends several requests into the same frame at once, and each would
+	 * otherwise decompress that frame itself.  Other files read in
+	 * parallel.  Guards next_off and ra_until.
+	 */
+	pthread_mutex_t lock;
+	uint64_t next_off;              /* where a sequential read goes on */
+	uint64_t ra_until;              /* read-ahead asked up to here */
+};
+
+struct fs_prefetch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool started, stop;
+	struct fs_file *f;              /* the pending job (a reference), or NULL */
+	uint64_t from, to;
+};
+
+/* ---- the mount --------------------------------------------------------- */
+
+struct fs {
+	struct strata_repo *repo;
+	char *catalog_path;
+	struct strata_fs_options opts;
+	struct strata_frame_cache *cache;
+	struct strata_reader *reader;
+	struct fuse_session *se;
+	uid_t uid;
+	gid_t gid;
+	int64_t mount_ns;
+
+	/* catalog handle pool */
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;
+	struct strata_catalog **pool;
+	size_t pool_free, pool_open, pool_max;
+
+	/* snapshot list */
+	pthread_rwlock_t view_lock;
+	struct fs_view *view;
+	atomic_llong last_poll_ns;
+	atomic_llong last_reload_ns;
+	struct fs_snap single;   /* options.snapshot: the one snapshot */
+
+	struct fs_hlmap hl;
+	struct fs_prefetch pf;
+
+	atomic_bool detached;
+	int ready_fd;
+};
+
+/* fs_mount.c */
+struct strata_catalog *fs_cat_get(struct fs *fs);
+void fs_cat_put(struct fs *fs, struct strata_catalog *cat);
+/* Reload the snapshot list if it may be stale (at most every FS_POLL_NS). */
+void fs_refresh(struct fs *fs, struct strata_catalog *cat);
+/* Copy the snapshot 'id' out of the current view; false when absent. */
+bool fs_snap_find(struct fs *fs, int64_t id, struct fs_snap *ret);
+void fs_log(struct fs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fs_ready(struct fs *fs);
+int fs_errno(int rc);
+
+/* ---- node ids (fs_inode.c) --------------------------------------------- */
+
+enum fs_kind {
+	FS_BAD = 0,
+	FS_ROOT,      /* MOUNT (all-snapshots mode) */
+	FS_SET,       /* MOUNT/<set> */
+	FS_LATEST,    /* MOUNT/<set>/latest */
+	FS_TREE,      /* an entry of snapshot 'snap'; node 0 is the snapshot's root */
+};
+
+struct fs_ino {
+	enum fs_kind kind;
+	int64_t set_id;   /* FS_SET, FS_LATEST */
+	int64_t snap;     /* FS_TREE */
+	int64_t node;     /* FS_TREE */
+};
+
+#define FS_SNAP_BITS 23
+#define FS_NODE_BITS 40
+
+void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret);
+fuse_ino_t fs_ino_set(int64_t set_id);
+fuse_ino_t fs_ino_latest(int64_t set_id);
+/* 0 when (snap, node) does not fit the encoding. */
+fuse_ino_t fs_ino_tree(const struct fs *fs, int64_t snap, int64_t node);
+/*
+ * The node id every name of entry e in snapshot snap answers with: the
+ * plain encoding, or for a regular file with nlink > 1 the id the first
+ * name of its (dev, ino) group was given.  0 when it does not fit.
+ */
+fuse_ino_t fs_ino_entry(struct fs *fs, int64_t snap, const struct strata_entry *e);
+void fs_hlmap_init(struct fs_hlmap *m);
+void fs_hlmap_release(struct fs_hlmap *m);
+
+void fs_file_unref(struct fs_file *f);
+void fs_prefetch_init(struct fs *fs);
+/* Stop the worker and drop a pending job; before the reader is freed. */
+void fs_prefetch_release(struct fs *fs);
+/* Called under f->lock after a read of [off, off+n): on a sequential run,
+ * decompress the next frames on the worker thread. */
+void fs_prefetch_hint(struct fs *fs, struct fs_file *f, uint64_t off, size_t n);
+
+/* ---- handlers (fs_ops.c) ------------------------------------------------- */
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+#endif

@@ -1,0 +1,508 @@
+/*
+ * fs_mount.c - strata_fs_mount: the FUSE session (mount options, the
+ * multithreaded loop, signals, detaching), the pool of read-only catalog
+ * handles the worker threads share, and the snapshot list behind the top
+ * two levels of the tree, reloaded from the catalog while mounted.
+ *
+ * Locking: pool_lock guards the handle pool (a handle is used by one
+ * request at a time); view_lock guards the view pointer (handlers copy
+ * what they need under the read lock, a reload swaps the pointer under the
+ * write lock); the hardlink map has its own mutex (fs_inode.c).  The frame
+ * cache and the content reader lock themselves.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#define DEFAULT_CACHE (256ull << 20)
+#define MAX_IO (1u << 20)
+
+int fs_errno(int rc)
+{
+	switch (rc) {
+	case -ENOENT:
+	case -ENOMEM:
+	case -EACCES:
+	case -ENAMETOOLONG:
+	case -ENODATA:
+	case -ERANGE:
+		return -rc;
+	default:
+		return EIO;
+	}
+}
+
+void fs_log(struct fs *fs, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (fs->opts.log)
+		fs->opts.log(fs->opts.log_ctx, msg);
+	else if (atomic_load(&fs->detached))
+		syslog(LOG_ERR, "%s", msg);
+	else
+		fprintf(stderr, "strata: %s\n", msg);
+}
+
+/* ---- catalog handle pool ------------------------------------------------ */
+
+struct strata_catalog *fs_cat_get(struct fs *fs)
+{
+	struct strata_catalog_options copts = { .readonly = true };
+	struct strata_catalog *cat = NULL;
+	struct strata_error err;
+
+	pthread_mutex_lock(&fs->pool_lock);
+	while (!fs->pool_free && fs->pool_open >= fs->pool_max)
+		pthread_cond_wait(&fs->pool_cond, &fs->pool_lock);
+	if (fs->pool_free) {
+		cat = fs->pool[--fs->pool_free];
+		pthread_mutex_unlock(&fs->pool_lock);
+		return cat;
+	}
+	fs->pool_open++;
+	pthread_mutex_unlock(&fs->pool_lock);
+
+	strata_error_init(&err);
+	if (strata_catalog_open(fs->catalog_path, &copts, &cat, &err) < 0) {
+		fs_log(fs, "%s", err.msg);
+		pthread_mutex_lock(&fs->pool_lock);
+		fs->pool_open--;
+		pthread_cond_signal(&fs->pool_cond);
+		pthread_mutex_unlock(&fs->pool_lock);
+		return NULL;
+	}
+	return cat;
+}
+
+void fs_cat_put(struct fs *fs, struct strata_catalog *cat)
+{
+	if (!cat)
+		return;
+	pthread_mutex_lock(&fs->pool_lock);
+	fs->pool[fs->pool_free++] = cat;
+	pthread_cond_signal(&fs->pool_cond);
+	pthread_mutex_unlock(&fs->pool_lock);
+}
+
+/* ---- the snapshot list -------------------------------------------------- */
+
+static void view_free(struct fs_view *v)
+{
+	if (!v)
+		return;
+	free(v->snaps);
+	free(v->sets);
+	free(v);
+}
+
+static int cmp_snap_id(const void *a, const void *b)
+{
+	const struct fs_snap *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmp_set_name(const void *a, const void *b)
+{
+	const struct fs_set *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* A set or snapshot name that can be a directory entry. */
+static bool name_ok(const char *s)
+{
+	size_t n = strnlen(s, NAME_MAX + 1);
+
+	return n > 0 && n <= NAME_MAX && strcmp(s, ".") && strcmp(s, "..") && !strchr(s, '/');
+}
+
+static int view_load(struct fs *fs, struct strata_catalog *cat, int64_t generation,
+		     struct fs_view **ret, struct strata_error *err)
+{
+	struct strata_snapshot *list = NULL;
+	size_t n = 0;
+	struct fs_view *v = NULL;
+	int rc;
+
+	rc = strata_catalog_snapshot_list(cat, fs->opts.set, &list, &n, err);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
+	v = calloc(1, sizeof(*v));
+	if (!v || (n && (!(v->snaps = calloc(n, sizeof(*v->snaps))) ||
+			 !(v->sets = calloc(n, sizeof(*v->sets))))))
+		goto out;
+	v->generation = generation;
+	for (size_t i = 0; i < n; i++) {
+		struct fs_snap *s;
+		struct fs_set *set = NULL;
+
+		if (list[i].state == STRATA_SNAP_RUNNING || !name_ok(list[i].name) ||
+		    !name_ok(list[i].set) || list[i].id <= 0 ||
+		    (uint64_t)list[i].id >> FS_SNAP_BITS || list[i].set_id <= 0 ||
+		    (uint64_t)list[i].set_id >> (FS_NODE_BITS - 2))
+			continue;
+		s = &v->snaps[v->nsnaps++];
+		s->id = list[i].id;
+		s->set_id = list[i].set_id;
+		s->finished_ns = list[i].finished_ns;
+		snprintf(s->name, sizeof(s->name), "%s", list[i].name);
+		snprintf(s->set, sizeof(s->set), "%s", list[i].set);
+		for (size_t j = 0; j < v->nsets; j++)
+			if (v->sets[j].id == s->set_id)
+				set = &v->sets[j];
+		if (!set) {
+			set = &v->sets[v->nsets++];
+			set->id = s->set_id;
+			snprintf(set->name, sizeof(set->name), "%s", s->set);
+		}
+		if (s->id > set->latest) {
+			set->latest = s->id;
+			set->newest_ns = s->finished_ns;
+			snprintf(set->latest_name, sizeof(set->latest_name), "%s", s->name);
+		}
+		if (s->finished_ns > v->newest_ns)
+			v->newest_ns = s->finished_ns;
+	}
+	qsort(v->snaps, v->nsnaps, sizeof(*v->snaps), cmp_snap_id);
+	qsort(v->sets, v->nsets, sizeof(*v->sets), cmp_set_name);
+	*ret = v;
+	v = NULL;
+	rc = 0;
+out:
+	if (rc == -ENOMEM)
+		strata_error_set(err, rc, STRATA_ERR_INTERNAL, "out of memory");
+	view_free(v);
+	free(list);
+	return rc;
+}
+
+void fs_refresh(struct fs *fs, struct strata_catalog *cat)
+{
+	int64_t now = strata_now_ns(), last = atomic_load(&fs->last_poll_ns), gen = 0, cur;
+	struct fs_view *v = NULL, *old;
+	struct strata_error err;
+
+	if (fs->opts.snapshot > 0 || now - last < FS_POLL_NS)
+		return;
+	/* One thread polls; the others go on with the current list. */
+	if (!atomic_compare_exchange_strong(&fs->last_poll_ns, &last, now))
+		return;
+	strata_error_init(&err);
+	if (strata_catalog_generation(cat, &gen, &err) < 0) {
+		fs_log(fs, "cannot poll the catalog: %s", err.msg);
+		return;
+	}
+	pthread_rwlock_rdlock(&fs->view_lock);
+	cur = fs->view ? fs->view->generation : -1;
+	pthread_rwlock_unlock(&fs->view_lock);
+	/* A new snapshot changes the generation; a prune may not, so reload
+	 * anyway once a second while the top of the tree is being looked at. */
+	if (gen == cur && now - atomic_load(&fs->last_reload_ns) < FS_RELOAD_NS)
+		return;
+	if (view_load(fs, cat, gen, &v, &err) < 0) {
+		fs_log(fs, "cannot list snapshots: %s", err.msg);
+		return;
+	}
+	atomic_store(&fs->last_reload_ns, now);
+	pthread_rwlock_wrlock(&fs->view_lock);
+	old = fs->view;
+	fs->view = v;
+	pthread_rwlock_unlock(&fs->view_lock);
+	view_free(old);
+}
+
+bool fs_snap_find(struct fs *fs, int64_t id, struct fs_snap *ret)
+{
+	bool found = false;
+
+	if (fs->opts.snapshot > 0) {
+		if (id != fs->single.id)
+			return false;
+		*ret = fs->single;
+		return true;
+	}
+	pthread_rwlock_rdlock(&fs->view_lock);
+	if (fs->view) {
+		struct fs_snap key = { .id = id };
+		const struct fs_snap *s = bsearch(&key, fs->view->snaps, fs->view->nsnaps,
+						  sizeof(key), cmp_snap_id);
+
+		if (s) {
+			*ret = *s;
+			found = true;
+		}
+	}
+	pthread_rwlock_unlock(&fs->view_lock);
+	return found;
+}
+
+/* ---- readiness and detaching ----------------------------------------------- */
+
+/* Called once, from the INIT handler: the mount answers from now on. */
+void fs_ready(struct fs *fs)
+{
+	int fd = fs->ready_fd;
+
+	fs->ready_fd = -1;
+	if (!fs->opts.foreground && !fs->opts.debug) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		openlog("strata", LOG_PID, LOG_DAEMON);
+		atomic_store(&fs->detached, true);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > STDERR_FILENO)
+				close(null);
+		}
+		(void)setsid();
+		if (chdir("/") < 0) {
+			/* harmless: every path the driver uses is absolute or an fd */
+		}
+	}
+	if (fd >= 0) {
+		(void)strata_write_full(fd, "1", 1);
+		close(fd);
+	}
+}
+
+/* ---- the mount ------------------------------------------------------------- */
+
+static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *catalog_path,
+			 const struct strata_fs_options *opts, struct strata_error *err)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	char *abs;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->repo = repo;
+	fs->opts = *opts;
+	fs->ready_fd = opts->ready_fd;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->mount_ns = strata_now_ns();
+	pthread_mutex_init(&fs->pool_lock, NULL);
+	pthread_cond_init(&fs->pool_cond, NULL);
+	pthread_rwlock_init(&fs->view_lock, NULL);
+	fs_hlmap_init(&fs->hl);
+	fs_prefetch_init(fs);
+	atomic_init(&fs->last_poll_ns, 0);
+	atomic_init(&fs->last_reload_ns, 0);
+	atomic_init(&fs->detached, false);
+	/* Enough handles to keep every CPU busy decompressing, few enough that
+	 * their SQLite page caches and the threads' read buffers (1 MiB each)
+	 * stay well inside the memory budget. */
+	fs->pool_max = ncpu > 2 ? (size_t)ncpu * 2 : 4;
+	if (fs->pool_max > 8)
+		fs->pool_max = 8;
+	fs->pool = calloc(fs->pool_max, sizeof(*fs->pool));
+	if (!fs->pool)
+		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+	/* Detaching changes the working directory. */
+	abs = realpath(catalog_path, NULL);
+	fs->catalog_path = abs ? abs : strdup(catalog_path);
+	if (!fs->catalog_path)
+		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+	return 0;
+}
+
+static void fs_release_state(struct fs *fs)
+{
+	fs_prefetch_release(fs);  /* its worker may hold a pooled handle */
+	for (size_t i = 0; i < fs->pool_free; i++)
+		strata_catalog_close(fs->pool[i]);
+	free(fs->pool);
+	strata_reader_free(fs->reader);
+	strata_frame_cache_free(fs->cache);
+	view_free(fs->view);
+	fs_hlmap_release(&fs->hl);
+	pthread_rwlock_destroy(&fs->view_lock);
+	pthread_cond_destroy(&fs->pool_cond);
+	pthread_mutex_destroy(&fs->pool_lock);
+	free(fs->catalog_path);
+	if (fs->ready_fd >= 0)
+		close(fs->ready_fd);
+}
+
+/* Check the options against the catalog before mounting, so mistakes are
+ * reported on the terminal: the snapshot exists, the set exists. */
+static int fs_precheck(struct fs *fs, struct strata_error *err)
+{
+	struct strata_catalog_options copts = { .readonly = true };
+	struct strata_catalog *cat = NULL;
+	int rc;
+
+	rc = strata_catalog_open(fs->catalog_path, &copts, &cat, err);
+	if (rc < 0)
+		goto out;
+	if (fs->opts.snapshot > 0) {
+		struct strata_snapshot s;
+		char spec[32];
+
+		snprintf(spec, sizeof(spec), "%lld", (long long)fs->opts.snapshot);
+		rc = strata_catalog_snapshot_find(cat, spec, NULL, &s, err);
+		if (rc < 0)
+			goto out;
+		if ((uint64_t)s.id >> FS_SNAP_BITS) {
+			rc = strata_error_set(err, -EOVERFLOW, STRATA_ERR_USAGE,
+					      "snapshot id %lld is too large to mount",
+					      (long long)s.id);
+			goto out;
+		}
+		fs->single.id = s.id;
+		fs->single.set_id = s.set_id;
+		fs->single.finished_ns = s.finished_ns;
+		snprintf(fs->single.name, sizeof(fs->single.name), "%s", s.name);
+		snprintf(fs->single.set, sizeof(fs->single.set), "%s", s.set);
+	} else {
+		int64_t gen = 0;
+
+		rc = strata_catalog_generation(cat, &gen, err);
+		if (rc < 0)
+			goto out;
+		if (fs->opts.set) {
+			int64_t set_id;
+
+			rc = strata_catalog_set_get(cat, fs->opts.set, false, &set_id, err);
+			if (rc < 0)
+				goto out;
+		}
+		rc = view_load(fs, cat, gen, &fs->view, err);
+		if (rc < 0)
+			goto out;
+		atomic_store(&fs->last_poll_ns, strata_now_ns());
+		atomic_store(&fs->last_reload_ns, strata_now_ns());
+	}
+out:
+	/* The first request then needs no new connection; this runs in the
+	 * process that serves (the caller forked before), so the handle never
+	 * crosses a fork. */
+	if (rc == 0 && cat) {
+		fs->pool[fs->pool_free++] = cat;
+		fs->pool_open++;
+	} else {
+		strata_catalog_close(cat);
+	}
+	return rc;
+}
+
+int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
+		    const struct strata_fs_options *opts, struct strata_error *err)
+{
+	struct fs fs;
+	char mopts[256];
+	char *argv[4];
+	int argc = 0;
+	struct fuse_args args;
+	struct fuse_loop_config *lcfg = NULL;
+	bool handlers = false, mounted = false;
+	int rc;
+
+	rc = fs_init_state(&fs, repo, catalog_path, opts, err);
+	if (rc < 0)
+		goto out;
+	if (!opts->mountpoint || !*opts->mountpoint) {
+		rc = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "no mount point given");
+		goto out;
+	}
+	rc = fs_precheck(&fs, err);
+	if (rc < 0)
+		goto out;
+	/*
+	 * The mount process's memory must stay within the frame cache budget
+	 * plus a little (issue 3): decompressed frames of many sizes come and
+	 * go, and glibc's default of one arena per thread and its lazy trimming
+	 * kept ~80 MiB of freed frames resident.  Two arenas and a 1 MiB trim
+	 * threshold keep that under 20 MiB.  This is the process the driver
+	 * serves from, so process-wide tuning is ours to do.
+	 */
+	mallopt(M_ARENA_MAX, 2);
+	mallopt(M_TRIM_THRESHOLD, 1 << 20);
+	rc = strata_frame_cache_new(opts->cache_size ? opts->cache_size : DEFAULT_CACHE, &fs.cache);
+	if (rc < 0) {
+		strata_error_set(err, rc, STRATA_ERR_INTERNAL, "cannot create the frame cache");
+		goto out;
+	}
+	rc = strata_reader_new(repo, fs.cache, &fs.reader, err);
+	if (rc < 0)
+		goto out;
+
+	snprintf(mopts, sizeof(mopts),
+		 "ro,default_permissions,fsname=strata,subtype=strata,max_read=%u%s",
+		 MAX_IO, opts->allow_other ? ",allow_other" : "");
+	argv[argc++] = (char *)"strata";
+	argv[argc++] = (char *)"-o";
+	argv[argc++] = mopts;
+	if (opts->debug)
+		argv[argc++] = (char *)"-d";
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	fs.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	fuse_opt_free_args(&args);
+	if (!fs.se) {
+		rc = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
+				      "cannot create the FUSE session (bad mount options)");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(fs.se) != 0) {
+		rc = strata_error_set(err, -EIO, STRATA_ERR_IO, "cannot install signal handlers");
+		goto out;
+	}
+	handlers = true;
+	if (fuse_session_mount(fs.se, opts->mountpoint) != 0) {
+		char q[512];
+
+		strata_quote(q, sizeof(q), opts->mountpoint, strlen(opts->mountpoint));
+		rc = strata_error_set(err, -EIO, STRATA_ERR_IO,
+				      "cannot mount on '%s' (is /dev/fuse usable and the directory empty?)",
+				      q);
+		goto out;
+	}
+	mounted = true;
+
+	lcfg = fuse_loop_cfg_create();
+	if (!lcfg) {
+		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	/* A few threads more than handles, for requests that need none
+	 * (forget, release, statfs, xattrs of the top level). */
+	fuse_loop_cfg_set_max_threads(lcfg, (unsigned)fs.pool_max + 4);
+	fuse_loop_cfg_set_idle_threads(lcfg, (unsigned)fs.pool_max);
+	fuse_loop_cfg_set_clone_fd(lcfg, 0);
+	rc = fuse_session_loop_mt(fs.se, lcfg);
+	/* An unmount ends the loop with 0, SIGINT/SIGTERM/SIGHUP with the
+	 * (positive) signal number: both are a clean end. */
+	if (rc < 0) {
+		rc = strata_error_set(err, -EIO, STRATA_ERR_IO, "the FUSE session failed: %s",
+				      strerror(-rc));
+		goto out;
+	}
+	rc = 0;
+out:
+	fuse_loop_cfg_destroy(lcfg);
+	if (mounted)
+		fuse_session_unmount(fs.se);
+	if (handlers)
+		fuse_remove_signal_handlers(fs.se);
+	if (fs.se)
+		fuse_session_destroy(fs.se);
+	fs_release_state(&fs);
+	return rc;
+}
