@@ -345,7 +345,9 @@ void strata_prune_result_release(struct strata_prune_result *r);
  * version uses any more.  The caller holds the repository write lock and,
  * after a successful return, unlinks ret->archive_names: a crash before the
  * commit changes nothing, a crash after it leaves orphan files that
- * strata_backup_remove_orphans removes.  'step', when not NULL, is called
+ * strata_backup_remove_orphans removes.  A prune that removes snapshots
+ * increments the meta key "prunes" (strata_catalog_meta_get), which a
+ * mount can poll to drop them.  'step', when not NULL, is called
  * with a stage name ("begin", "snapshot", "commit") for tests.
  */
 int strata_catalog_prune_apply(struct strata_catalog *cat, struct strata_prune_item *items, size_t n,

@@ -444,7 +444,7 @@ int strata_catalog_version_add(struct strata_catalog *cat, const struct strata_e
 			return r;
 	}
 	r = note_range(cat, e->first_snapshot, id, err);
-	if (r == 0)
+	if (r == 0 && ret_version)
 		*ret_version = id;
 	return r;
 }

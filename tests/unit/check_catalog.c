@@ -924,6 +924,174 @@ START_TEST(test_bytes_per_entry)
 }
 END_TEST
 
+/* ---- prune ------------------------------------------------------------ */
+
+static struct strata_snapshot begin_snap(struct fx *fx, enum strata_level kind, int64_t base,
+					 int64_t t)
+{
+	struct strata_error err = { 0 };
+	struct strata_snapshot sn;
+
+	ck_assert_int_eq(strata_catalog_backup_begin(fx->cat, fx->set, kind, base, t, NULL, &sn, &err), 0);
+	return sn;
+}
+
+static struct strata_prune_item *find_item(struct strata_prune_item *it, size_t n, int64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (it[i].snap.id == id)
+			return &it[i];
+	ck_abort_msg("snapshot %lld not in the items", (long long)id);
+	return NULL;
+}
+
+/* Items for every complete snapshot; 'expired' ones are marked for removal. */
+static struct strata_prune_item *prune_items(struct fx *fx, const int64_t *expired, size_t ne,
+					     size_t *ret_n)
+{
+	struct strata_error err = { 0 };
+	struct strata_snapshot *snaps;
+	struct strata_prune_item *it;
+	size_t n;
+
+	ck_assert_int_eq(strata_catalog_snapshot_list(fx->cat, NULL, &snaps, &n, &err), 0);
+	it = calloc(n, sizeof(*it));
+	ck_assert_ptr_nonnull(it);
+	for (size_t i = 0; i < n; i++) {
+		it[i].snap = snaps[i];
+		it[i].keep = true;
+		it[i].why = STRATA_PRUNE_RETAINED;
+		for (size_t j = 0; j < ne; j++)
+			if (snaps[i].id == expired[j]) {
+				it[i].keep = false;
+				it[i].why = STRATA_PRUNE_EXPIRED;
+			}
+	}
+	free(snaps);
+	*ret_n = n;
+	return it;
+}
+
+/*
+ * s1 full {a, b}; s2 incremental {a', c, d}; s3 differential of s1 {a', c}
+ * (d is not stored again, as when it could not be read); s4 incremental {b'};
+ * s5 full of another set.  Policy: s1, s2, s5 expired.
+ */
+START_TEST(test_prune)
+{
+	struct strata_error err = { 0 };
+	struct strata_prune_result res = { 0 };
+	struct strata_prune_item *it;
+	struct strata_snapshot s1, s2, s3, s4, s5;
+	struct strata_entry_list l = { 0 };
+	struct fx fx = { 0 };
+	int64_t set1, v_before, v_after, dnode;
+	size_t n;
+
+	fx_open(&fx);
+	ck_assert_int_eq(strata_catalog_set_get(fx.cat, "one", true, &set1, &err), 0);
+	fx.set = set1;
+	s1 = begin_snap(&fx, STRATA_LEVEL_FULL, 0, T0);
+	put(&fx, 0, "a", 1, s1.id, 'f', 10, 0644, s1.id, NULL);
+	put(&fx, 0, "b", 1, s1.id, 'f', 11, 0644, s1.id, NULL);
+	add_archive(&fx, s1.id, "s1.tar.zst", s1.id);
+	commit(&fx, &s1);
+	s2 = begin_snap(&fx, STRATA_LEVEL_INCREMENTAL, s1.id, T0 + 3600000000000LL);
+	drop(&fx, 0, "a", s2.id - 1);
+	put(&fx, 0, "a", 1, s2.id, 'f', 12, 0644, s2.id, NULL);
+	put(&fx, 0, "c", 1, s2.id, 'f', 13, 0644, s2.id, NULL);
+	dnode = put(&fx, 0, "d", 1, s2.id, 'f', 14, 0644, s2.id, NULL);
+	add_archive(&fx, s2.id, "s2.tar.zst", s2.id);
+	commit(&fx, &s2);
+	s3 = begin_snap(&fx, STRATA_LEVEL_DIFFERENTIAL, s1.id, T0 + 7200000000000LL);
+	drop(&fx, 0, "a", s3.id - 1);
+	drop(&fx, 0, "c", s3.id - 1);
+	put(&fx, 0, "a", 1, s3.id, 'f', 12, 0644, s3.id, NULL);
+	put(&fx, 0, "c", 1, s3.id, 'f', 13, 0644, s3.id, NULL);
+	add_archive(&fx, s3.id, "s3.tar.zst", s3.id);
+	commit(&fx, &s3);
+	s4 = begin_snap(&fx, STRATA_LEVEL_INCREMENTAL, s3.id, T0 + 10800000000000LL);
+	drop(&fx, 0, "b", s4.id - 1);
+	put(&fx, 0, "b", 1, s4.id, 'f', 15, 0644, s4.id, NULL);
+	add_archive(&fx, s4.id, "s4.tar.zst", s4.id);
+	commit(&fx, &s4);
+	ck_assert_int_eq(strata_catalog_set_get(fx.cat, "two", true, &fx.set, &err), 0);
+	s5 = begin_snap(&fx, STRATA_LEVEL_FULL, 0, T0);
+	put(&fx, 0, "z", 1, s5.id, 'f', 16, 0644, s5.id, NULL);
+	add_archive(&fx, s5.id, "s5.tar.zst", s5.id);
+	commit(&fx, &s5);
+	fx.set = set1;
+
+	/* d, stored by s2 only, is still live in s3 and s4: s2 must stay. */
+	it = prune_items(&fx, (int64_t[]){ s1.id, s2.id, s5.id }, 3, &n);
+	ck_assert_int_eq(n, 5);
+	ck_assert_int_eq(strata_catalog_prune_plan(fx.cat, it, n, &err), 0);
+	ck_assert(find_item(it, n, s1.id)->keep);
+	ck_assert_int_eq(find_item(it, n, s1.id)->why, STRATA_PRUNE_BASE);
+	ck_assert_int_eq(find_item(it, n, s1.id)->because, s3.id);
+	ck_assert(find_item(it, n, s2.id)->keep);
+	ck_assert_int_eq(find_item(it, n, s2.id)->why, STRATA_PRUNE_DATA);
+	ck_assert_int_eq(find_item(it, n, s2.id)->because, s3.id);
+	ck_assert_int_eq(find_item(it, n, s5.id)->why, STRATA_PRUNE_NEWEST);
+	ck_assert_int_eq(find_item(it, n, s4.id)->why, STRATA_PRUNE_RETAINED);
+	free(it);
+
+	/* Once d is gone from s3 on, s2 is free to go; s1 stays for s3. */
+	drop(&fx, 0, "d", s2.id);
+	ck_assert_int_eq(strata_catalog_count_versions(fx.cat, &v_before, &err), 0);
+	it = prune_items(&fx, (int64_t[]){ s1.id, s2.id, s5.id }, 3, &n);
+	ck_assert_int_eq(strata_catalog_prune_plan(fx.cat, it, n, &err), 0);
+	ck_assert(!find_item(it, n, s2.id)->keep);
+	ck_assert_int_eq(strata_catalog_prune_apply(fx.cat, it, n, NULL, NULL, &res, &err), 0);
+	ck_assert_int_eq(res.snapshots, 1);
+	ck_assert_int_eq(res.versions, 3);   /* a', c, d born in s2 */
+	ck_assert_int_eq(res.archives, 1);
+	ck_assert_int_eq(res.nodes, 1);      /* d */
+	ck_assert_int_eq(res.n_archive_names, 1);
+	ck_assert_str_eq(res.archive_names[0], "s2.tar.zst");
+	strata_prune_result_release(&res);
+	free(it);
+	ck_assert_int_eq(strata_catalog_count_versions(fx.cat, &v_after, &err), 0);
+	ck_assert_int_eq(v_after, v_before - 3);
+	ck_assert_int_eq(strata_catalog_check(fx.cat, &err), 0);
+	{
+		char buf[32];
+
+		ck_assert_int_eq(strata_catalog_meta_get(fx.cat, "prunes", buf, sizeof(buf), &err), 0);
+		ck_assert_str_eq(buf, "1");
+	}
+
+	/* What stays reads as before; s2 is gone. */
+	ck_assert_int_eq(strata_catalog_children(fx.cat, set1, s4.id, 0, &l, &err), 0);
+	ck_assert_int_eq(l.n, 3);
+	ck_assert_int_eq(l.v[0].archive, s3.id);   /* a */
+	ck_assert_int_eq(l.v[1].archive, s4.id);   /* b */
+	ck_assert_int_eq(l.v[2].archive, s3.id);   /* c */
+	strata_entry_list_release(&l);
+	ck_assert_int_eq(strata_catalog_children(fx.cat, set1, s1.id, 0, &l, &err), 0);
+	ck_assert_int_eq(l.n, 2);
+	strata_entry_list_release(&l);
+	ck_assert_int_eq(strata_catalog_snapshot_find(fx.cat, s2.name, NULL, &s5, &err), -ENOENT);
+	strata_error_init(&err);
+	{
+		bool known = true;
+
+		ck_assert_int_eq(strata_catalog_archive_known(fx.cat, "s2.tar.zst", &known, &err), 0);
+		ck_assert(!known);
+	}
+	(void)dnode;
+
+	/* A second prune with the same policy has nothing left to do. */
+	it = prune_items(&fx, (int64_t[]){ s1.id, s5.id }, 2, &n);
+	ck_assert_int_eq(strata_catalog_prune_apply(fx.cat, it, n, NULL, NULL, &res, &err), 0);
+	ck_assert_int_eq(res.snapshots, 0);
+	ck_assert_int_eq(res.versions, 0);
+	strata_prune_result_release(&res);
+	free(it);
+	fx_close(&fx);
+}
+END_TEST
+
 static Suite *catalog_suite(void)
 {
 	Suite *s = suite_create("catalog");
@@ -938,6 +1106,9 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, test_reader_during_backup_and_rollback);
 	tcase_add_test(tc, test_open_errors_and_meta);
 	tcase_add_test(tc, test_bytes_per_entry);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("prune");
+	tcase_add_test(tc, test_prune);
 	suite_add_tcase(s, tc);
 	return s;
 }
