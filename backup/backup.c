@@ -21,6 +21,12 @@
  *   offset after archive_write_header is where that entry's data starts.
  *   For a sparse file libarchive first writes the sparse map, so the data
  *   offset is the end offset minus the stored segment bytes.
+ * - Frame sizes follow the content: a run of small files fills frames of
+ *   small_frame_size (128 KiB), so reading one small file back decompresses
+ *   little; a file of at least frame_size starts a frame of its own and is
+ *   cut into frame_size (1 MiB) frames, which compress better and stream
+ *   faster.  The mount's random reads and the compression ratio pull in
+ *   opposite directions; bench/README.md has the measurements.
  * - A file is read once: the bytes go to the tar stream and SHA-256 at the
  *   same time.  If its stat changes while it is read, the entry is written
  *   again (a later tar member of the same name wins on extraction, the
@@ -47,6 +53,8 @@
 #include <unistd.h>
 
 #define READ_CHUNK (1u << 20)
+#define LARGE_FRAME (1u << 20)
+#define SMALL_FRAME (128u << 10)
 #define MAX_TRIES 3
 #define XATTR_LIST_MAX_BYTES (64u << 10)
 #define MANIFEST_MEMBER ".strata/manifest"
@@ -88,6 +96,8 @@ struct run {
 	int fatal;                  /* sticky */
 
 	struct strata_archive_writer *writer;
+	uint64_t frame_start;       /* stream offset of the frame being filled (as far as we cut) */
+	uint32_t large, small;      /* frame sizes */
 	struct archive *tar;
 	struct archive_entry *entry;
 	struct strata_error tar_err;
@@ -307,7 +317,7 @@ static int tar_fail(struct run *r, const char *what)
 static int tar_open(struct run *r)
 {
 	struct strata_archive_writer_options wo = {
-		.frame_size = r->opts->frame_size,
+		.frame_size = r->large,
 		.level = r->opts->compression_level,
 		.threads = r->opts->threads,
 		.master_key = strata_repo_master_key(r->repo),
@@ -330,6 +340,39 @@ static int tar_open(struct run *r)
 		return strata_error_set(r->err, -EIO, STRATA_ERR_INTERNAL, "cannot start tar stream: %s",
 					archive_error_string(r->tar));
 	return 0;
+}
+
+/*
+ * Before the header of an entry of 'size' content bytes: a large file
+ * starts its own frame; a small one closes the current frame once it holds
+ * a small frame's worth.
+ */
+static int frame_policy(struct run *r, uint64_t size)
+{
+	uint64_t off = strata_archive_writer_offset(r->writer);
+	bool cut = size >= r->large ? off > r->frame_start : off - r->frame_start >= r->small;
+	int ret;
+
+	if (!cut)
+		return 0;
+	ret = strata_archive_writer_cut(r->writer, r->err);
+	if (ret < 0)
+		return ret;
+	r->frame_start = off;
+	return 0;
+}
+
+/* After a large file: what follows starts a new frame. */
+static int frame_after(struct run *r, uint64_t size)
+{
+	int ret;
+
+	if (size < r->large)
+		return 0;
+	ret = strata_archive_writer_cut(r->writer, r->err);
+	if (ret == 0)
+		r->frame_start = strata_archive_writer_offset(r->writer);
+	return ret;
 }
 
 /* ---- manifest --------------------------------------------------------- */
@@ -812,6 +855,9 @@ again:
 		e.sparse = hl->sparse;
 		e.sparse_len = hl->sparse_len;
 	} else {
+		ret = frame_policy(r, is_reg ? (uint64_t)st->st_size : 0);
+		if (ret < 0)
+			goto fatal;
 		tar_entry_from(r, &e);
 		if (archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
 			ret = tar_fail(r, "the header");
@@ -830,6 +876,9 @@ again:
 				goto out;
 			}
 			end = strata_archive_writer_offset(r->writer);
+			ret = frame_after(r, (uint64_t)st->st_size);
+			if (ret < 0)
+				goto fatal;
 			e.archive = r->snap.id;
 			e.data_offset = e.sparse_len ? end - sparse_bytes(&e) : start;
 			if (changed) {
@@ -1411,6 +1460,10 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 		ret = strata_error_errno(err, errno, "cannot create a temporary manifest file");
 		goto out;
 	}
+	r.large = opts->frame_size ? opts->frame_size : LARGE_FRAME;
+	r.small = opts->small_frame_size ? opts->small_frame_size : SMALL_FRAME;
+	if (r.small > r.large)
+		r.small = r.large;
 	ret = tar_open(&r);
 	if (ret < 0)
 		goto out;

@@ -37,7 +37,8 @@ struct strata_backup_options {
 	const char *const *exclude_if_present;
 	const char *label;               /* NULL or e.g. "monthly" */
 	int64_t now_ns;                  /* 0 = the clock; the snapshot's time */
-	uint32_t frame_size;             /* 0 = default */
+	uint32_t frame_size;             /* frames inside large files; 0 = 1 MiB */
+	uint32_t small_frame_size;       /* frames holding runs of small files; 0 = 128 KiB */
 	int compression_level;           /* 0 = default */
 	int threads;                     /* 0 = CPUs */
 	bool one_file_system;
