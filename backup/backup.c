@@ -629,6 +629,9 @@ static void tar_entry_from(struct run *r, const struct strata_entry *e)
 {
 	struct archive_entry *ae = r->entry;
 	size_t off = 0;
+	const char *xn;
+	const uint8_t *xv;
+	uint32_t nl, vl;
 
 	archive_entry_clear(ae);
 	archive_entry_copy_pathname(ae, (const char *)r->path.data);
@@ -645,19 +648,12 @@ static void tar_entry_from(struct run *r, const struct strata_entry *e)
 		archive_entry_copy_symlink(ae, e->link);
 	if (e->type == STRATA_T_CHR || e->type == STRATA_T_BLK)
 		archive_entry_set_rdev(ae, (dev_t)e->rdev);
-	while (off + 8 <= e->xattrs_len) {
-		uint32_t nl = strata_get_le32(e->xattrs + off), vl;
+	while (strata_xattrs_next(e->xattrs, e->xattrs_len, &off, &xn, &nl, &xv, &vl) > 0) {
 		char name[256];
 
-		if (nl >= sizeof(name) || off + 4 + nl + 4 > e->xattrs_len)
-			break;
-		memcpy(name, e->xattrs + off + 4, nl);
+		memcpy(name, xn, nl);
 		name[nl] = '\0';
-		vl = strata_get_le32(e->xattrs + off + 4 + nl);
-		if (off + 8 + nl + vl > e->xattrs_len)
-			break;
-		archive_entry_xattr_add_entry(ae, name, e->xattrs + off + 8 + nl, vl);
-		off += 8 + nl + vl;
+		archive_entry_xattr_add_entry(ae, name, xv, vl);
 	}
 	for (size_t i = 0; i + 16 <= e->sparse_len; i += 16) {
 		uint64_t so = strata_get_le64(e->sparse + i), sl = strata_get_le64(e->sparse + i + 8);

@@ -664,3 +664,27 @@ const char *strata_snapshot_state_name(enum strata_snapshot_state s)
 	}
 	return "unknown";
 }
+
+int strata_xattrs_next(const uint8_t *blob, size_t len, size_t *off, const char **ret_name,
+		       uint32_t *ret_name_len, const uint8_t **ret_value, uint32_t *ret_value_len)
+{
+	size_t o = *off;
+	uint32_t nl, vl;
+
+	if (o >= len)
+		return 0;
+	if (len - o < 8)
+		return -EBADMSG;
+	nl = strata_get_le32(blob + o);
+	if (nl == 0 || nl > 255 || nl > len - o - 8 || memchr(blob + o + 4, 0, nl))
+		return -EBADMSG;
+	vl = strata_get_le32(blob + o + 4 + nl);
+	if (vl > len - o - 8 - nl)
+		return -EBADMSG;
+	*ret_name = (const char *)blob + o + 4;
+	*ret_name_len = nl;
+	*ret_value = blob + o + 8 + nl;
+	*ret_value_len = vl;
+	*off = o + 8 + (size_t)nl + vl;
+	return 1;
+}

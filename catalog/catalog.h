@@ -119,6 +119,16 @@ struct strata_entry {
 	uint8_t sha256[32];         /* of the content, for regular files */
 };
 
+/*
+ * Walk an xattr blob (the format above): start with *off = 0.  Returns 1
+ * and the next attribute (name not NUL-terminated, 1..255 bytes without
+ * NUL; pointers into blob), 0 at the end, -EBADMSG when the blob is
+ * malformed.  The one parser of this format: backup, restore and the mount
+ * all use it.
+ */
+int strata_xattrs_next(const uint8_t *blob, size_t len, size_t *off, const char **ret_name,
+		       uint32_t *ret_name_len, const uint8_t **ret_value, uint32_t *ret_value_len);
+
 /* An array of entries and the memory their pointers point into. */
 struct strata_entry_list {
 	struct strata_entry *v;

@@ -1080,25 +1080,18 @@ static int xattr_walk(const struct strata_entry *e,
 		      void *ctx)
 {
 	size_t off = 0, len = e->xattrs ? e->xattrs_len : 0;
+	const char *n;
+	const uint8_t *v;
+	uint32_t nl, vl;
+	int r;
 
-	while (off < len) {
-		uint32_t nl, vl;
-		int rc;
+	while ((r = strata_xattrs_next(e->xattrs, len, &off, &n, &nl, &v, &vl)) > 0) {
+		int rc = cb(ctx, n, nl, v, vl);
 
-		if (len - off < 4)
-			return -EIO;
-		nl = strata_get_le32(e->xattrs + off);
-		if (nl == 0 || nl > XATTR_NAME_MAX || len - off - 4 < (size_t)nl + 4)
-			return -EIO;
-		vl = strata_get_le32(e->xattrs + off + 4 + nl);
-		if (len - off - 8 - nl < vl)
-			return -EIO;
-		rc = cb(ctx, (const char *)e->xattrs + off + 4, nl, e->xattrs + off + 8 + nl, vl);
 		if (rc)
 			return rc;
-		off += 8 + (size_t)nl + vl;
 	}
-	return 0;
+	return r < 0 ? -EIO : 0;
 }
 
 struct xattr_find {

@@ -103,25 +103,18 @@ static bool name_ok(const struct strata_entry *e)
 	return true;
 }
 
-/* The xattr blob is well formed: [u32 len][name][u32 len][value]..., names 1..255 bytes, no NUL. */
+/* The xattr blob is well formed (strata_xattrs_next walks it to the end). */
 static bool xattrs_valid(const uint8_t *p, size_t len)
 {
 	size_t off = 0;
+	const char *n;
+	const uint8_t *v;
+	uint32_t nl, vl;
+	int r;
 
-	while (off < len) {
-		uint32_t nl, vl;
-
-		if (len - off < 8)
-			return false;
-		nl = strata_get_le32(p + off);
-		if (nl == 0 || nl > 255 || nl > len - off - 8 || memchr(p + off + 4, 0, nl))
-			return false;
-		vl = strata_get_le32(p + off + 4 + nl);
-		if (vl > len - off - 8 - nl)
-			return false;
-		off += 8 + (size_t)nl + vl;
-	}
-	return true;
+	while ((r = strata_xattrs_next(p, len, &off, &n, &nl, &v, &vl)) > 0)
+		;
+	return r == 0;
 }
 
 static struct timespec ns_to_ts(int64_t ns)
@@ -145,25 +138,24 @@ static void set_xattrs(struct restore_run *rr, int fd, int dirfd, const char *na
 {
 	char proc[512];
 	size_t off = 0;
+	const char *n;
+	const uint8_t *v;
+	uint32_t nl, vl;
 
 	if (fd < 0)
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
-	while (off + 8 <= len) {
-		uint32_t nl = strata_get_le32(x + off), vl;
+	while (strata_xattrs_next(x, len, &off, &n, &nl, &v, &vl) > 0) {
 		char xn[256];
 		int r;
 
-		memcpy(xn, x + off + 4, nl);
+		memcpy(xn, n, nl);
 		xn[nl] = '\0';
-		vl = strata_get_le32(x + off + 4 + nl);
 		if ((strcmp(xn, "system.posix_acl_default") == 0) == (which == 1)) {
-			r = fd >= 0 ? fsetxattr(fd, xn, x + off + 8 + nl, vl, 0)
-				    : lsetxattr(proc, xn, x + off + 8 + nl, vl, 0);
+			r = fd >= 0 ? fsetxattr(fd, xn, v, vl, 0) : lsetxattr(proc, xn, v, vl, 0);
 			if (r < 0)
 				rwarn(rr, -errno, STRATA_ERR_IO, "cannot set '%s' on '%s': %s", xn, q,
 				      strerror(errno));
 		}
-		off += 8 + (size_t)nl + vl;
 	}
 }
 
