@@ -12,7 +12,7 @@
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 # shellcheck disable=SC2010,SC2012,SC2016 # snapshot names are [0-9A-Za-z.-] (ls is fine); bash -c scripts take their arguments positionally
 source "$(dirname "$0")/lib.sh"
-need jq fusermount3 getfattr setfattr
+need jq fusermount3 getfattr setfattr getfacl rsync
 [[ -c /dev/fuse ]] || skip "no /dev/fuse"
 
 # The snapshot keeps the modes of every directory above the source, and the
