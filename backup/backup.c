@@ -109,6 +109,7 @@ struct run {
 	struct idcache users, groups;
 	struct hardlink *links;
 	size_t nlinks, alinks;
+	struct strata_inomap linkmap;   /* (dev, ino) -> index in links */
 	struct archive_name *anames;
 	size_t nanames;
 
@@ -668,10 +669,9 @@ static int close_subtree(struct run *r, const struct strata_entry *lv);
 
 static struct hardlink *hardlink_find(struct run *r, uint64_t dev, uint64_t ino)
 {
-	for (size_t i = r->nlinks; i > 0; i--)
-		if (r->links[i - 1].dev == dev && r->links[i - 1].ino == ino)
-			return &r->links[i - 1];
-	return NULL;
+	size_t i = strata_inomap_get(&r->linkmap, dev, ino);
+
+	return i == SIZE_MAX ? NULL : &r->links[i];
 }
 
 static void hardlink_remember(struct run *r, const struct strata_entry *e)
@@ -701,8 +701,12 @@ static void hardlink_remember(struct run *r, const struct strata_entry *e)
 			h->sparse_len = e->sparse_len;
 		}
 	}
-	if (h->path)
+	if (h->path && strata_inomap_put(&r->linkmap, h->dev, h->ino, r->nlinks) == 0) {
 		r->nlinks++;
+	} else {
+		free(h->path);
+		free(h->sparse);
+	}
 }
 
 /*
@@ -1372,6 +1376,7 @@ static void run_release(struct run *r)
 		free(r->links[i].sparse);
 	}
 	free(r->links);
+	strata_inomap_release(&r->linkmap);
 	free(r->anames);
 }
 

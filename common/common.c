@@ -403,3 +403,66 @@ int strata_parse_size(const char *s, uint64_t *ret)
 	*ret = (uint64_t)v << shift;
 	return 0;
 }
+
+static size_t inomap_hash(uint64_t dev, uint64_t ino)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ dev * 0xc2b2ae3d27d4eb4full;
+
+	return (size_t)(h ^ (h >> 29));
+}
+
+size_t strata_inomap_get(const struct strata_inomap *m, uint64_t dev, uint64_t ino)
+{
+	if (!m->cap)
+		return SIZE_MAX;
+	for (size_t i = inomap_hash(dev, ino) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		const struct strata_inomap_slot *s = &m->slots[i];
+
+		if (!s->used)
+			return SIZE_MAX;
+		if (s->dev == dev && s->ino == ino)
+			return s->val;
+	}
+}
+
+int strata_inomap_put(struct strata_inomap *m, uint64_t dev, uint64_t ino, size_t val)
+{
+	if (2 * (m->n + 1) > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 64;
+		struct strata_inomap_slot *ns = calloc(ncap, sizeof(*ns));
+		struct strata_inomap old = *m;
+
+		if (!ns)
+			return -ENOMEM;
+		m->slots = ns;
+		m->cap = ncap;
+		m->n = 0;
+		for (size_t i = 0; i < old.cap; i++)
+			if (old.slots[i].used)
+				strata_inomap_put(m, old.slots[i].dev, old.slots[i].ino, old.slots[i].val);
+		free(old.slots);
+	}
+	for (size_t i = inomap_hash(dev, ino) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		struct strata_inomap_slot *s = &m->slots[i];
+
+		if (!s->used) {
+			s->used = true;
+			s->dev = dev;
+			s->ino = ino;
+			s->val = val;
+			m->n++;
+			return 0;
+		}
+		if (s->dev == dev && s->ino == ino) {
+			s->val = val;
+			return 0;
+		}
+	}
+}
+
+void strata_inomap_release(struct strata_inomap *m)
+{
+	free(m->slots);
+	m->slots = NULL;
+	m->n = m->cap = 0;
+}

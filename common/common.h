@@ -87,6 +87,20 @@ void strata_buf_reset(struct strata_buf *b);
 /* Free memory; safe on a zeroed buffer. */
 void strata_buf_release(struct strata_buf *b);
 
+/*
+ * A map from a (dev, ino) pair to a caller's index, for hardlink groups:
+ * open addressing, grows at half full.  Initialise to zero.
+ */
+struct strata_inomap {
+	struct strata_inomap_slot { uint64_t dev, ino; size_t val; bool used; } *slots;
+	size_t n, cap;
+};
+/* The value for (dev, ino), or SIZE_MAX when absent. */
+size_t strata_inomap_get(const struct strata_inomap *m, uint64_t dev, uint64_t ino);
+/* Insert or replace; 0 or -ENOMEM. */
+int strata_inomap_put(struct strata_inomap *m, uint64_t dev, uint64_t ino, size_t val);
+void strata_inomap_release(struct strata_inomap *m);
+
 /* Little-endian fixed-width encoders used by on-disk formats. */
 static inline void strata_put_le32(uint8_t *p, uint32_t v)
 {

@@ -68,6 +68,7 @@ struct restore_run {
 	size_t depth, alloc;
 	struct hl_seen *hl;
 	size_t nhl, ahl;
+	struct strata_inomap hlmap;    /* (dev, ino) -> index in hl */
 	uint64_t visited;              /* entries the walk reached */
 	int64_t last_progress_ns;
 };
@@ -240,10 +241,9 @@ static int dir_push(struct restore_run *rr, int fd, const struct strata_entry *e
 
 static const char *hl_find(struct restore_run *rr, const struct strata_entry *e)
 {
-	for (size_t i = rr->nhl; i > 0; i--)
-		if (rr->hl[i - 1].dev == e->dev && rr->hl[i - 1].ino == e->ino)
-			return rr->hl[i - 1].path;
-	return NULL;
+	size_t i = strata_inomap_get(&rr->hlmap, e->dev, e->ino);
+
+	return i == SIZE_MAX ? NULL : rr->hl[i].path;
 }
 
 static void hl_add(struct restore_run *rr, const struct strata_entry *e, const char *path)
@@ -260,8 +260,10 @@ static void hl_add(struct restore_run *rr, const struct strata_entry *e, const c
 	rr->hl[rr->nhl].dev = e->dev;
 	rr->hl[rr->nhl].ino = e->ino;
 	rr->hl[rr->nhl].path = strdup(path);
-	if (rr->hl[rr->nhl].path)
+	if (rr->hl[rr->nhl].path && strata_inomap_put(&rr->hlmap, e->dev, e->ino, rr->nhl) == 0)
 		rr->nhl++;
+	else
+		free(rr->hl[rr->nhl].path);
 }
 
 /* Write a regular file's content, segment by segment (holes stay holes). */
@@ -570,6 +572,7 @@ out:
 	for (size_t i = 0; i < rr.nhl; i++)
 		free(rr.hl[i].path);
 	free(rr.hl);
+	strata_inomap_release(&rr.hlmap);
 	if (ret)
 		*ret = rr.stats;
 	return rc;

@@ -160,6 +160,23 @@ START_TEST(test_format_time)
 }
 END_TEST
 
+START_TEST(test_inomap)
+{
+	struct strata_inomap m = { 0 };
+
+	ck_assert_uint_eq(strata_inomap_get(&m, 1, 2), SIZE_MAX);
+	for (size_t i = 0; i < 10000; i++)
+		ck_assert_int_eq(strata_inomap_put(&m, i % 7, i * 31, i), 0);
+	for (size_t i = 0; i < 10000; i++)
+		ck_assert_uint_eq(strata_inomap_get(&m, i % 7, i * 31), i);
+	ck_assert_uint_eq(strata_inomap_get(&m, 8, 31), SIZE_MAX);
+	ck_assert_int_eq(strata_inomap_put(&m, 0, 0, 42), 0);   /* replace */
+	ck_assert_uint_eq(strata_inomap_get(&m, 0, 0), 42);
+	ck_assert_uint_eq(m.n, 10000);
+	strata_inomap_release(&m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -174,6 +191,7 @@ int main(void)
 	tcase_add_test(tc, test_hex);
 	tcase_add_test(tc, test_error);
 	tcase_add_test(tc, test_format_time);
+	tcase_add_test(tc, test_inomap);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
