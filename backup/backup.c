@@ -171,15 +171,8 @@ static const char *id_lookup(struct idcache *c, uint32_t id, bool user)
 	for (size_t i = 0; i < c->n; i++)
 		if (c->v[i].id == id)
 			return c->v[i].found ? c->v[i].name : NULL;
-	if (c->n == c->alloc) {
-		size_t na = c->alloc ? c->alloc * 2 : 16;
-		struct idname *nv = realloc(c->v, na * sizeof(*nv));
-
-		if (!nv)
-			return NULL;
-		c->v = nv;
-		c->alloc = na;
-	}
+	if (strata_grow(&c->v, &c->alloc, c->n + 1, sizeof(*c->v)) < 0)
+		return NULL;
 	{
 		struct idname *e = &c->v[c->n++];
 		char buf[4096];
@@ -491,14 +484,18 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Read xattrs through fd (regular files, directories) or a /proc path. */
-static int read_xattrs(struct run *r, int fd, const char *procpath, struct strata_buf *out)
+static int read_xattrs(struct run *r, int fd, int dirfd, const char *name, struct strata_buf *out)
 {
+	char procpath[512];
 	char list[XATTR_LIST_MAX_BYTES];
 	char *names[1024];
 	size_t nn = 0;
 	ssize_t len;
 	int ret = 0;
 
+	/* entries without an fd (symlinks, fifos, devices) go through /proc */
+	if (fd < 0)
+		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d/%s", dirfd, name);
 	len = fd >= 0 ? flistxattr(fd, list, sizeof(list)) : llistxattr(procpath, list, sizeof(list));
 	if (len < 0) {
 		if (errno == ENOTSUP || errno == ENOSYS)
@@ -678,15 +675,8 @@ static void hardlink_remember(struct run *r, const struct strata_entry *e)
 {
 	struct hardlink *h;
 
-	if (r->nlinks == r->alinks) {
-		size_t na = r->alinks ? r->alinks * 2 : 64;
-		struct hardlink *nl = realloc(r->links, na * sizeof(*nl));
-
-		if (!nl)
-			return;
-		r->links = nl;
-		r->alinks = na;
-	}
+	if (strata_grow(&r->links, &r->alinks, r->nlinks + 1, sizeof(*r->links)) < 0)
+		return;
 	h = &r->links[r->nlinks];
 	memset(h, 0, sizeof(*h));
 	h->dev = e->dev;
@@ -776,7 +766,7 @@ static int store_entry(struct run *r, int dirfd, const char *name, struct stat *
 {
 	struct meta m;
 	struct strata_entry e;
-	char q[1400], proc[64];
+	char q[1400];
 	int fd = -1, ret = 0, tries = 0;
 	bool is_reg = S_ISREG(st->st_mode), is_dir = S_ISDIR(st->st_mode);
 	struct hardlink *hl = NULL;
@@ -802,11 +792,7 @@ again:
 	m.st = *st;
 	strata_buf_reset(&m.xattrs);
 	strata_buf_reset(&m.sparse);
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d/", dirfd);
 	{
-		char pp[512];
-
-		snprintf(pp, sizeof(pp), "%s%s", proc, name);
 		if (S_ISLNK(st->st_mode)) {
 			ssize_t n = readlinkat(dirfd, name, m.link, sizeof(m.link) - 1);
 
@@ -818,7 +804,7 @@ again:
 			m.link[n] = '\0';
 			m.link_len = (size_t)n;
 		}
-		ret = read_xattrs(r, fd, pp, &m.xattrs);
+		ret = read_xattrs(r, fd, dirfd, name, &m.xattrs);
 		if (ret == -EPERM || ret == -EACCES || ret == -ENOENT) {
 			/* fifos, sockets and symlinks may refuse xattr lookups */
 			ret = 0;
@@ -1126,15 +1112,8 @@ static int read_names(int dirfd, struct dirent_name **ret, size_t *ret_n)
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
 			continue;
-		if (n == alloc) {
-			size_t na = alloc ? alloc * 2 : 64;
-			struct dirent_name *nv = realloc(v, na * sizeof(*nv));
-
-			if (!nv)
-				goto nomem;
-			v = nv;
-			alloc = na;
-		}
+		if (strata_grow(&v, &alloc, n + 1, sizeof(*v)) < 0)
+			goto nomem;
 		v[n].len = strlen(de->d_name);
 		v[n].name = strdup(de->d_name);
 		if (!v[n].name)

@@ -414,16 +414,9 @@ int strata_catalog_snapshot_list(struct strata_catalog *cat, const char *set,
 	if (set)
 		sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == alloc) {
-			size_t na = alloc ? alloc * 2 : 16;
-			struct strata_snapshot *nv = realloc(v, na * sizeof(*nv));
-
-			if (!nv) {
-				r = strata_error_errno(err, ENOMEM, "catalog '%s'", cat->path);
-				goto out;
-			}
-			v = nv;
-			alloc = na;
+		if (strata_grow(&v, &alloc, n + 1, sizeof(*v)) < 0) {
+			r = strata_error_errno(err, ENOMEM, "catalog '%s'", cat->path);
+			goto out;
 		}
 		r = catalog_snapshot_row(cat, st, &v[n], err);
 		if (r < 0)
@@ -1051,16 +1044,9 @@ int strata_catalog_archives(struct strata_catalog *cat, int64_t snap,
 	if (snap)
 		sqlite3_bind_int64(st, 1, snap);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == alloc) {
-			size_t na = alloc ? alloc * 2 : 8;
-			struct strata_archive_row *nv = realloc(v, na * sizeof(*nv));
-
-			if (!nv) {
-				r = strata_error_errno(err, ENOMEM, "catalog '%s'", cat->path);
-				goto out;
-			}
-			v = nv;
-			alloc = na;
+		if (strata_grow(&v, &alloc, n + 1, sizeof(*v)) < 0) {
+			r = strata_error_errno(err, ENOMEM, "catalog '%s'", cat->path);
+			goto out;
 		}
 		r = archive_row(cat, st, &v[n], err);
 		if (r < 0) {

@@ -466,3 +466,25 @@ void strata_inomap_release(struct strata_inomap *m)
 	m->slots = NULL;
 	m->n = m->cap = 0;
 }
+
+int strata_grow(void *pv, size_t *alloc, size_t need, size_t size)
+{
+	void **p = pv, *nv;
+	size_t na = *alloc ? *alloc : 16;
+
+	if (need <= *alloc)
+		return 0;
+	while (na < need) {
+		if (na > SIZE_MAX / 2)
+			return -ENOMEM;
+		na *= 2;
+	}
+	if (size && na > SIZE_MAX / size)
+		return -ENOMEM;
+	nv = realloc(*p, na * size);
+	if (!nv)
+		return -ENOMEM;
+	*p = nv;
+	*alloc = na;
+	return 0;
+}

@@ -101,6 +101,13 @@ size_t strata_inomap_get(const struct strata_inomap *m, uint64_t dev, uint64_t i
 int strata_inomap_put(struct strata_inomap *m, uint64_t dev, uint64_t ino, size_t val);
 void strata_inomap_release(struct strata_inomap *m);
 
+/*
+ * Make room for at least 'need' elements of 'size' bytes in the array *pv
+ * whose capacity is *alloc, doubling from 16.  0, or -ENOMEM with the array
+ * left as it was.  pv is the address of the array pointer.
+ */
+int strata_grow(void *pv, size_t *alloc, size_t need, size_t size);
+
 /* Little-endian fixed-width encoders used by on-disk formats. */
 static inline void strata_put_le32(uint8_t *p, uint32_t v)
 {

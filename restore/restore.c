@@ -210,15 +210,8 @@ static int dir_push(struct restore_run *rr, int fd, const struct strata_entry *e
 {
 	struct open_dir *d;
 
-	if (rr->depth + 1 >= rr->alloc) {
-		size_t na = rr->alloc ? rr->alloc * 2 : 64;
-		struct open_dir *ns = realloc(rr->stack, na * sizeof(*ns));
-
-		if (!ns)
-			return -ENOMEM;
-		rr->stack = ns;
-		rr->alloc = na;
-	}
+	if (strata_grow(&rr->stack, &rr->alloc, rr->depth + 2, sizeof(*rr->stack)) < 0)
+		return -ENOMEM;
 	d = &rr->stack[++rr->depth];
 	memset(d, 0, sizeof(*d));
 	d->fd = fd;
@@ -248,15 +241,8 @@ static const char *hl_find(struct restore_run *rr, const struct strata_entry *e)
 
 static void hl_add(struct restore_run *rr, const struct strata_entry *e, const char *path)
 {
-	if (rr->nhl == rr->ahl) {
-		size_t na = rr->ahl ? rr->ahl * 2 : 64;
-		struct hl_seen *nv = realloc(rr->hl, na * sizeof(*nv));
-
-		if (!nv)
-			return;
-		rr->hl = nv;
-		rr->ahl = na;
-	}
+	if (strata_grow(&rr->hl, &rr->ahl, rr->nhl + 1, sizeof(*rr->hl)) < 0)
+		return;
 	rr->hl[rr->nhl].dev = e->dev;
 	rr->hl[rr->nhl].ino = e->ino;
 	rr->hl[rr->nhl].path = strdup(path);

@@ -85,17 +85,10 @@ static int reader_get(struct strata_reader *rd, struct strata_catalog *cat, int6
 					&r, err);
 	if (rc < 0)
 		goto out;
-	if (rd->n == rd->alloc) {
-		size_t na = rd->alloc ? rd->alloc * 2 : 16;
-		struct open_archive *nv = realloc(rd->v, na * sizeof(*nv));
-
-		if (!nv) {
-			strata_archive_reader_close(r);
-			rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-			goto out;
-		}
-		rd->v = nv;
-		rd->alloc = na;
+	if (strata_grow(&rd->v, &rd->alloc, rd->n + 1, sizeof(*rd->v)) < 0) {
+		strata_archive_reader_close(r);
+		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
 	}
 	rd->v[rd->n].id = id;
 	rd->v[rd->n].r = r;

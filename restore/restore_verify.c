@@ -145,15 +145,8 @@ static bool seen_add(struct verify_run *vr, int64_t archive, uint64_t off)
 	}
 	if (lo < vr->nseen && vr->seen[lo].archive == archive && vr->seen[lo].off == off)
 		return false;
-	if (vr->nseen == vr->aseen) {
-		size_t na = vr->aseen ? vr->aseen * 2 : 1024;
-		void *nv = realloc(vr->seen, na * sizeof(*vr->seen));
-
-		if (!nv)
-			return true;
-		vr->seen = nv;
-		vr->aseen = na;
-	}
+	if (strata_grow(&vr->seen, &vr->aseen, vr->nseen + 1, sizeof(*vr->seen)) < 0)
+		return true;
 	memmove(&vr->seen[lo + 1], &vr->seen[lo], (vr->nseen - lo) * sizeof(*vr->seen));
 	vr->seen[lo].archive = archive;
 	vr->seen[lo].off = off;
