@@ -14,7 +14,7 @@ if [ ! -x "$STRATA" ]; then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/strata-demo.XXXXXX")
-trap 'fusermount3 -u "$tmp/mnt" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'fusermount3 -u "$tmp/mnt" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 src=$tmp/src
 repo=$tmp/repo
 out=$tmp/restore
