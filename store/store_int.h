@@ -71,7 +71,22 @@ void strata_archive_frame_nonce(uint8_t nonce[12], uint64_t index);
 void strata_archive_frame_aad(uint8_t aad[STRATA_ARCHIVE_ID_LEN + 9],
 			      const uint8_t id[STRATA_ARCHIVE_ID_LEN], uint64_t index, bool last);
 
-/* ---- frame cache internals (store_archive.c) -------------------------- */
+/* "STRATA\0\1": the header payload's signature. */
+extern const uint8_t strata_header_sig[8];
+
+/* Seal frame 'index' in place: buf[0..n) encrypted, its tag at buf + n. */
+int strata_frame_seal(const uint8_t key[32], const uint8_t id[16], uint64_t index, bool last,
+		      uint8_t *buf, size_t n);
+
+/*
+ * Check a frame table: frame 0 right after the header, frames contiguous
+ * in the file and in the stream, sizes within caps, the end within
+ * file_end.  'what' starts the message.
+ */
+int strata_frames_check(const struct strata_frame *f, uint32_t n, uint64_t file_end,
+			const char *what, struct strata_error *err);
+
+/* ---- frame cache internals (store_reader.c) -------------------------- */
 
 /*
  * A cached, decompressed frame.  Owned by the cache; a caller holding a

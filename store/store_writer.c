@@ -1,0 +1,634 @@
+/*
+ * store_writer.c - the parallel archive writer (DESIGN.md section 4, layout
+ * in store.h).
+ *
+ * Writer.  The caller's bytes are copied once, into the input buffer of
+ * the job being filled.  A full (or cut) job gets the next frame index and
+ * goes to a FIFO served by a pool of worker threads, each with its own
+ * ZSTD_CCtx, which compress it one-shot with the content checksum on.  The
+ * calling thread writes finished jobs to the file strictly in index order
+ * (a ring of at most 2 * threads jobs in flight bounds memory; buffers are
+ * recycled through a free list).  Sealing needs the last-frame flag, which
+ * is only known once a later frame exists or _finish runs: a worker seals
+ * its frame when it already knows, otherwise the calling thread seals it
+ * just before writing it; and the newest frame is never written before
+ * _finish.  The writer's first error is sticky.
+ *
+ * Locking: w->lock protects the pending FIFO, job->done/sealed, and the
+ * submitted/finishing/stop fields workers read.  The ring, the free list,
+ * the frame table and the file belong to the calling thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "store.h"
+#include "store_int.h"
+
+#define FRAME_SIZE_DEFAULT (1u << 20)
+#define LEVEL_DEFAULT 3
+#define THREADS_MAX 64
+
+/* ---- writer ---------------------------------------------------------------- */
+
+struct wjob {
+	struct wjob *next;       /* pending FIFO or free list */
+	uint64_t index;
+	uint8_t *in;
+	size_t in_len;
+	uint8_t *out;            /* compressed frame, then the GCM tag */
+	size_t out_len;          /* zstd frame bytes (tag not included) */
+	uint32_t checksum;
+	bool done;
+	bool sealed;
+	int rc;
+	char msg[128];
+};
+
+struct strata_archive_writer {
+	int dirfd;
+	int fd;
+	char tmpname[64];
+	char name[64];
+	uint8_t id[STRATA_ARCHIVE_ID_LEN];
+	uint8_t salt[32];
+	uint8_t key[STRATA_KEY_LEN];
+	bool sealing;
+	uint32_t frame_size;
+	int level;
+	unsigned nthreads;
+	size_t out_cap;
+
+	pthread_mutex_t lock;
+	bool lock_init;
+	pthread_cond_t work_cond;
+	pthread_cond_t done_cond;
+	pthread_t *threads;
+	unsigned nstarted;
+	bool stop;
+	bool finishing;
+	struct wjob *pending_head, *pending_tail;
+	uint64_t submitted;
+
+	struct wjob **ring;      /* jobs in flight, in index order */
+	unsigned ring_cap, ring_head, ring_count;
+	struct wjob *free_jobs;
+	unsigned njobs;
+	struct wjob *cur;
+
+	struct strata_frame *frames;
+	uint32_t nframes, frames_alloc;
+	uint64_t coffset;
+	uint64_t offset;
+	struct strata_sha256 *sha;
+
+	int error;
+	struct strata_error errbuf;
+	bool finished;
+};
+
+static void wjob_free(struct wjob *j)
+{
+	if (!j)
+		return;
+	free(j->in);
+	free(j->out);
+	free(j);
+}
+
+static void *writer_worker(void *arg)
+{
+	struct strata_archive_writer *w = arg;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	if (cctx && (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, w->level)) ||
+		     ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))) {
+		ZSTD_freeCCtx(cctx);
+		cctx = NULL;
+	}
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct wjob *j;
+		size_t r;
+		bool know, last;
+
+		while (!w->stop && !w->pending_head)
+			pthread_cond_wait(&w->work_cond, &w->lock);
+		if (w->stop)
+			break;
+		j = w->pending_head;
+		w->pending_head = j->next;
+		if (!w->pending_head)
+			w->pending_tail = NULL;
+		j->next = NULL;
+		pthread_mutex_unlock(&w->lock);
+
+		if (!cctx) {
+			j->rc = -ENOMEM;
+			snprintf(j->msg, sizeof(j->msg), "cannot create a compression context");
+			goto done;
+		}
+		r = ZSTD_compress2(cctx, j->out, w->out_cap - STRATA_GCM_TAG_LEN, j->in, j->in_len);
+		if (ZSTD_isError(r) || r < 4) {
+			j->rc = -EIO;
+			snprintf(j->msg, sizeof(j->msg), "frame %llu: compression failed: %s",
+				 (unsigned long long)j->index,
+				 ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short frame");
+			goto done;
+		}
+		j->out_len = r;
+		j->checksum = strata_get_le32(j->out + r - 4);
+		if (w->sealing) {
+			pthread_mutex_lock(&w->lock);
+			know = j->index + 1 < w->submitted || w->finishing;
+			last = w->finishing && j->index + 1 == w->submitted;
+			pthread_mutex_unlock(&w->lock);
+			if (know) {
+				if (strata_frame_seal(w->key, w->id, j->index, last, j->out, r) < 0) {
+					j->rc = -EIO;
+					snprintf(j->msg, sizeof(j->msg), "frame %llu: sealing failed",
+						 (unsigned long long)j->index);
+					goto done;
+				}
+				j->sealed = true;
+			}
+		}
+done:
+		pthread_mutex_lock(&w->lock);
+		j->done = true;
+		pthread_cond_broadcast(&w->done_cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	ZSTD_freeCCtx(cctx);
+	return NULL;
+}
+
+/* Record the sticky error; always returns its code. */
+static int writer_fail(struct strata_archive_writer *w, struct strata_error *err, int code,
+		       enum strata_error_kind kind, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int writer_fail(struct strata_archive_writer *w, struct strata_error *err, int code,
+		       enum strata_error_kind kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!w->error) {
+		va_start(ap, fmt);
+		strata_error_setv(&w->errbuf, code, kind, fmt, ap);
+		va_end(ap);
+		w->error = w->errbuf.code;
+	}
+	return strata_error_set(err, w->error, w->errbuf.kind, "%s", w->errbuf.msg);
+}
+
+static int writer_sticky(struct strata_archive_writer *w, struct strata_error *err)
+{
+	if (w->finished && !w->error)
+		return writer_fail(w, err, -EINVAL, STRATA_ERR_INTERNAL,
+				   "archive '%s': writer already finished", w->name);
+	return strata_error_set(err, w->error, w->errbuf.kind, "%s", w->errbuf.msg);
+}
+
+/* Append to the file and the running SHA-256. */
+static int writer_emit(struct strata_archive_writer *w, const void *p, size_t n,
+		       struct strata_error *err)
+{
+	int rc = strata_write_full(w->fd, p, n);
+
+	if (rc < 0)
+		return writer_fail(w, err, rc, STRATA_ERR_IO, "cannot write archive '%s': %s",
+				   w->tmpname, strerror(-rc));
+	strata_sha256_update(w->sha, p, n);
+	w->coffset += n;
+	return 0;
+}
+
+/* Write one finished job (calling thread), sealing it first if the worker could not. */
+static int writer_write_job(struct strata_archive_writer *w, struct wjob *j,
+			    struct strata_error *err)
+{
+	struct strata_frame *f;
+	size_t n;
+	int rc;
+
+	if (j->rc < 0)
+		return writer_fail(w, err, j->rc, STRATA_ERR_INTERNAL, "archive '%s': %s",
+				   w->name, j->msg);
+	if (w->sealing && !j->sealed) {
+		bool last = w->finishing && j->index + 1 == w->submitted;
+
+		/* writer_drain never writes the newest frame before _finish */
+		if (!w->finishing && j->index + 1 == w->submitted)
+			return writer_fail(w, err, -EIO, STRATA_ERR_INTERNAL,
+					   "archive '%s': frame %llu written before its successor",
+					   w->name, (unsigned long long)j->index);
+		rc = strata_frame_seal(w->key, w->id, j->index, last, j->out, j->out_len);
+		if (rc < 0)
+			return writer_fail(w, err, rc, STRATA_ERR_INTERNAL,
+					   "archive '%s': frame %llu: sealing failed", w->name,
+					   (unsigned long long)j->index);
+		j->sealed = true;
+	}
+	n = j->out_len + (w->sealing ? STRATA_GCM_TAG_LEN : 0);
+	if (w->nframes == w->frames_alloc) {
+		uint32_t na = w->frames_alloc ? w->frames_alloc * 2 : 64;
+		struct strata_frame *nf;
+
+		if (w->nframes >= STRATA_FRAMES_MAX)
+			return writer_fail(w, err, -EFBIG, STRATA_ERR_USAGE,
+					   "archive '%s': too many frames", w->name);
+		if (na > STRATA_FRAMES_MAX)
+			na = STRATA_FRAMES_MAX;
+		nf = realloc(w->frames, (size_t)na * sizeof(*nf));
+		if (!nf)
+			return writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		w->frames = nf;
+		w->frames_alloc = na;
+	}
+	f = &w->frames[w->nframes];
+	f->coffset = w->coffset;
+	f->uoffset = w->nframes ? f[-1].uoffset + f[-1].usize : 0;
+	f->csize = (uint32_t)n;
+	f->usize = (uint32_t)j->in_len;
+	f->checksum = j->checksum;
+	rc = writer_emit(w, j->out, n, err);
+	if (rc < 0)
+		return rc;
+	w->nframes++;
+	return 0;
+}
+
+/*
+ * Write finished jobs at the head of the ring, in order.  Never writes
+ * the newest frame before _finish.  With wait, blocks until at least one
+ * job was written (or, finishing, until the ring is empty).
+ */
+static int writer_drain(struct strata_archive_writer *w, bool wait, struct strata_error *err)
+{
+	bool wrote = false;
+	int rc = 0;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->ring_count) {
+		struct wjob *j = w->ring[w->ring_head];
+
+		if (!w->finishing && j->index + 1 == w->submitted)
+			break;
+		if (!j->done) {
+			if (!wait || (wrote && !w->finishing))
+				break;
+			pthread_cond_wait(&w->done_cond, &w->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&w->lock);
+		rc = writer_write_job(w, j, err);
+		pthread_mutex_lock(&w->lock);
+		if (rc < 0)
+			break;
+		w->ring_head = (w->ring_head + 1) % w->ring_cap;
+		w->ring_count--;
+		j->next = w->free_jobs;
+		w->free_jobs = j;
+		wrote = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+/* Hand the current job to the workers. */
+static int writer_submit(struct strata_archive_writer *w, struct strata_error *err)
+{
+	struct wjob *j = w->cur;
+	int rc;
+
+	while (w->ring_count >= w->ring_cap) {
+		rc = writer_drain(w, true, err);
+		if (rc < 0)
+			return rc;
+	}
+	w->cur = NULL;
+	j->done = false;
+	j->sealed = false;
+	j->rc = 0;
+	j->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	j->index = w->submitted++;
+	w->ring[(w->ring_head + w->ring_count) % w->ring_cap] = j;
+	w->ring_count++;
+	if (w->pending_tail)
+		w->pending_tail->next = j;
+	else
+		w->pending_head = j;
+	w->pending_tail = j;
+	pthread_cond_signal(&w->work_cond);
+	pthread_mutex_unlock(&w->lock);
+	return writer_drain(w, false, err);
+}
+
+/* Make sure w->cur is a job with room. */
+static int writer_cur(struct strata_archive_writer *w, struct strata_error *err)
+{
+	struct wjob *j;
+
+	if (w->cur)
+		return 0;
+	if (w->free_jobs) {
+		j = w->free_jobs;
+		w->free_jobs = j->next;
+	} else {
+		j = calloc(1, sizeof(*j));
+		if (!j)
+			return writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		j->in = malloc(w->frame_size);
+		j->out = malloc(w->out_cap);
+		if (!j->in || !j->out) {
+			wjob_free(j);
+			return writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		}
+		w->njobs++;
+	}
+	j->in_len = 0;
+	j->next = NULL;
+	w->cur = j;
+	return 0;
+}
+
+int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_options *opts,
+			       struct strata_archive_writer **ret, struct strata_error *err)
+{
+	static const struct strata_archive_writer_options defaults;
+	struct strata_archive_writer *w;
+	uint8_t header[STRATA_HEADER_SIZE], *p;
+	char hex[2 * STRATA_ARCHIVE_ID_LEN + 1];
+	long ncpu;
+	int rc;
+
+	if (!opts)
+		opts = &defaults;
+	if (opts->level && (opts->level < ZSTD_minCLevel() || opts->level > ZSTD_maxCLevel()))
+		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
+					"invalid compression level %d", opts->level);
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+	w->dirfd = dirfd;
+	w->fd = -1;
+	w->frame_size = opts->frame_size ? opts->frame_size : FRAME_SIZE_DEFAULT;
+	if (w->frame_size > STRATA_FRAME_MAX)
+		w->frame_size = STRATA_FRAME_MAX;
+	w->level = opts->level ? opts->level : LEVEL_DEFAULT;
+	if (opts->threads > 0) {
+		w->nthreads = (unsigned)opts->threads;
+	} else {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		w->nthreads = ncpu > 0 ? (unsigned)ncpu : 1;
+	}
+	if (w->nthreads > THREADS_MAX)
+		w->nthreads = THREADS_MAX;
+	w->sealing = opts->master_key != NULL;
+	w->out_cap = ZSTD_compressBound(w->frame_size) + STRATA_GCM_TAG_LEN;
+	w->ring_cap = 2 * w->nthreads;
+
+	if (pthread_mutex_init(&w->lock, NULL)) {
+		free(w);
+		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+	}
+	pthread_cond_init(&w->work_cond, NULL);
+	pthread_cond_init(&w->done_cond, NULL);
+	w->lock_init = true;
+
+	if (strata_random(w->id, sizeof(w->id)) < 0 ||
+	    (w->sealing && strata_random(w->salt, sizeof(w->salt)) < 0)) {
+		rc = strata_error_set(err, -EIO, STRATA_ERR_INTERNAL, "cannot get random bytes");
+		goto out;
+	}
+	strata_hex(hex, w->id, sizeof(w->id));
+	snprintf(w->tmpname, sizeof(w->tmpname), ".tmp-%s", hex);
+	snprintf(w->name, sizeof(w->name), "%s.tar.zst%s", hex, w->sealing ? ".sealed" : "");
+	if (w->sealing && strata_crypto_hkdf(opts->master_key, STRATA_KEY_LEN, w->salt,
+					     sizeof(w->salt), STRATA_ARCHIVE_KDF_INFO, w->key,
+					     sizeof(w->key)) < 0) {
+		rc = strata_error_set(err, -EIO, STRATA_ERR_INTERNAL,
+				      "cannot derive the key of archive '%s'", w->name);
+		goto out;
+	}
+	w->ring = calloc(w->ring_cap, sizeof(*w->ring));
+	w->threads = calloc(w->nthreads, sizeof(*w->threads));
+	if (!w->ring || !w->threads || strata_sha256_new(&w->sha) < 0) {
+		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	w->fd = openat(dirfd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		       0600);
+	if (w->fd < 0) {
+		rc = strata_error_errno(err, errno, "cannot create archive '%s'", w->tmpname);
+		goto out;
+	}
+	p = header;
+	strata_put_le32(p, STRATA_SKIPPABLE_HEADER_MAGIC);
+	strata_put_le32(p + 4, STRATA_HEADER_PAYLOAD);
+	memcpy(p + 8, strata_header_sig, sizeof(strata_header_sig));
+	strata_put_le32(p + 16, w->sealing ? STRATA_HEADER_FLAG_SEALED : 0);
+	memcpy(p + 20, w->id, STRATA_ARCHIVE_ID_LEN);
+	memcpy(p + 20 + STRATA_ARCHIVE_ID_LEN, w->salt, sizeof(w->salt));
+	rc = writer_emit(w, header, sizeof(header), err);
+	if (rc < 0)
+		goto out;
+	for (unsigned i = 0; i < w->nthreads; i++) {
+		if (pthread_create(&w->threads[i], NULL, writer_worker, w)) {
+			if (i == 0) {
+				rc = strata_error_set(err, -EAGAIN, STRATA_ERR_INTERNAL,
+						      "cannot start compression threads");
+				goto out;
+			}
+			break;
+		}
+		w->nstarted++;
+	}
+	*ret = w;
+	w = NULL;
+	rc = 0;
+out:
+	strata_archive_writer_free(w);
+	return rc;
+}
+
+int strata_archive_writer_write(struct strata_archive_writer *w, const void *buf, size_t n,
+				struct strata_error *err)
+{
+	const uint8_t *p = buf;
+	int rc;
+
+	if (w->error || w->finished)
+		return writer_sticky(w, err);
+	while (n) {
+		size_t room, k;
+
+		rc = writer_cur(w, err);
+		if (rc < 0)
+			return rc;
+		room = w->frame_size - w->cur->in_len;
+		k = n < room ? n : room;
+		memcpy(w->cur->in + w->cur->in_len, p, k);
+		w->cur->in_len += k;
+		w->offset += k;
+		p += k;
+		n -= k;
+		if (w->cur->in_len == w->frame_size) {
+			rc = writer_submit(w, err);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int strata_archive_writer_cut(struct strata_archive_writer *w, struct strata_error *err)
+{
+	if (w->error || w->finished)
+		return writer_sticky(w, err);
+	if (w->cur && w->cur->in_len)
+		return writer_submit(w, err);
+	return 0;
+}
+
+uint64_t strata_archive_writer_offset(const struct strata_archive_writer *w)
+{
+	return w->offset;
+}
+
+int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_archive_info *ret,
+				 struct strata_error *err)
+{
+	uint8_t *table = NULL, *q;
+	size_t tlen;
+	int rc;
+
+	if (w->error || w->finished)
+		return writer_sticky(w, err);
+	if (w->cur && w->cur->in_len) {
+		rc = writer_submit(w, err);
+		if (rc < 0)
+			goto out;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->finishing = true;
+	pthread_mutex_unlock(&w->lock);
+	rc = writer_drain(w, true, err);
+	if (rc < 0)
+		goto out;
+	if (w->ring_count) {
+		rc = writer_fail(w, err, -EIO, STRATA_ERR_INTERNAL,
+				 "archive '%s': frames left unwritten", w->name);
+		goto out;
+	}
+	tlen = 8 + (size_t)w->nframes * STRATA_SEEK_ENTRY_SIZE + STRATA_SEEK_FOOTER_SIZE;
+	table = malloc(tlen);
+	if (!table) {
+		rc = writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	strata_put_le32(table, STRATA_SEEKTABLE_MAGIC);
+	strata_put_le32(table + 4, (uint32_t)(tlen - 8));
+	q = table + 8;
+	for (uint32_t i = 0; i < w->nframes; i++, q += STRATA_SEEK_ENTRY_SIZE) {
+		strata_put_le32(q, w->frames[i].csize);
+		strata_put_le32(q + 4, w->frames[i].usize);
+		strata_put_le32(q + 8, w->frames[i].checksum);
+	}
+	strata_put_le32(q, w->nframes);
+	q[4] = STRATA_SEEKTABLE_DESCRIPTOR;
+	strata_put_le32(q + 5, STRATA_SEEKTABLE_FOOTER_MAGIC);
+	rc = writer_emit(w, table, tlen, err);
+	if (rc < 0)
+		goto out;
+	if (fsync(w->fd) < 0) {
+		rc = writer_fail(w, err, -errno, STRATA_ERR_IO, "cannot sync archive '%s': %s",
+				 w->tmpname, strerror(errno));
+		goto out;
+	}
+	if (renameat(w->dirfd, w->tmpname, w->dirfd, w->name) < 0) {
+		rc = writer_fail(w, err, -errno, STRATA_ERR_IO, "cannot rename archive '%s': %s",
+				 w->tmpname, strerror(errno));
+		goto out;
+	}
+	w->finished = true;
+	if (fsync(w->dirfd) < 0) {
+		rc = writer_fail(w, err, -errno, STRATA_ERR_IO,
+				 "cannot sync the directory of archive '%s': %s", w->name,
+				 strerror(errno));
+		goto out;
+	}
+	if (!w->frames) {
+		w->frames = calloc(1, sizeof(*w->frames));
+		if (!w->frames) {
+			rc = writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+			goto out;
+		}
+	}
+	memset(ret, 0, sizeof(*ret));
+	memcpy(ret->id, w->id, sizeof(ret->id));
+	memcpy(ret->name, w->name, sizeof(ret->name));
+	ret->file_size = w->coffset;
+	ret->stream_size = w->offset;
+	strata_sha256_final(w->sha, ret->sha256);
+	ret->encrypted = w->sealing;
+	memcpy(ret->salt, w->salt, sizeof(ret->salt));
+	ret->nframes = w->nframes;
+	ret->frames = w->frames;
+	w->frames = NULL;
+	rc = 0;
+out:
+	free(table);
+	return rc;
+}
+
+void strata_archive_writer_free(struct strata_archive_writer *w)
+{
+	struct wjob *j;
+
+	if (!w)
+		return;
+	if (w->lock_init) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_cond_broadcast(&w->work_cond);
+		pthread_mutex_unlock(&w->lock);
+	}
+	for (unsigned i = 0; i < w->nstarted; i++)
+		pthread_join(w->threads[i], NULL);
+	while (w->ring_count) {
+		wjob_free(w->ring[w->ring_head]);
+		w->ring_head = (w->ring_head + 1) % w->ring_cap;
+		w->ring_count--;
+	}
+	while ((j = w->free_jobs)) {
+		w->free_jobs = j->next;
+		wjob_free(j);
+	}
+	wjob_free(w->cur);
+	if (w->fd >= 0) {
+		close(w->fd);
+		if (!w->finished)
+			unlinkat(w->dirfd, w->tmpname, 0);
+	}
+	if (w->lock_init) {
+		pthread_cond_destroy(&w->work_cond);
+		pthread_cond_destroy(&w->done_cond);
+		pthread_mutex_destroy(&w->lock);
+	}
+	strata_crypto_wipe(w->key, sizeof(w->key));
+	strata_sha256_free(w->sha);
+	free(w->frames);
+	free(w->ring);
+	free(w->threads);
+	free(w);
+}
