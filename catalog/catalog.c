@@ -71,6 +71,11 @@ static const char *const stmt_sql[ST_MAX] = {
 		ENTRY_JOINS " WHERE n.id = ?1 AND v.node = n.id AND" LIVE_AT("?2")
 		" AND n.set_id = (SELECT s.set_id FROM snapshot s WHERE s.id = ?2 AND"
 		COMPLETE ")",
+	[ST_VERSION_ENTRY] = "SELECT " ENTRY_COLS " FROM version v CROSS JOIN node n"
+		ENTRY_JOINS " WHERE v.id = ?1 AND n.id = v.node AND EXISTS (SELECT 1"
+		" FROM snapshot s WHERE s.set_id = n.set_id AND" COMPLETE " AND"
+		" s.id >= v.first_snapshot AND (v.last_snapshot IS NULL OR"
+		" s.id <= v.last_snapshot))",
 	[ST_LIVE_ROOT] = "SELECT " ENTRY_COLS " FROM node n CROSS JOIN version v"
 		ENTRY_JOINS " WHERE n.parent IS NULL AND n.set_id = ?1 AND v.node = n.id"
 		" AND v.last_snapshot IS NULL ORDER BY n.name",

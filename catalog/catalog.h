@@ -205,6 +205,12 @@ int strata_catalog_lookup(struct strata_catalog *cat, int64_t set_id, int64_t sn
 /* The version of node 'node' live in snapshot 'snap' (the mount's getattr by inode); -ENOENT if none. */
 int strata_catalog_node_entry(struct strata_catalog *cat, int64_t snap, int64_t node,
 			      struct strata_entry_list *ret, struct strata_error *err);
+/*
+ * Version 'version' by its id (the mount's getattr of a file, whose inode
+ * names a version); -ENOENT when no complete snapshot shows it any more.
+ */
+int strata_catalog_version_entry(struct strata_catalog *cat, int64_t version,
+				 struct strata_entry_list *ret, struct strata_error *err);
 /* Resolve "etc/erp/settings.ini" (no leading slash needed; "" or "/" is the root, returning n=0). */
 int strata_catalog_resolve(struct strata_catalog *cat, int64_t set_id, int64_t snap, const char *path,
 			   struct strata_entry_list *ret, struct strata_error *err);

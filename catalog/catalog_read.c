@@ -611,6 +611,30 @@ int strata_catalog_node_entry(struct strata_catalog *cat, int64_t snap, int64_t 
 	return 0;
 }
 
+int strata_catalog_version_entry(struct strata_catalog *cat, int64_t version,
+				 struct strata_entry_list *ret, struct strata_error *err)
+{
+	struct strata_entry_list l = { 0 };
+	sqlite3_stmt *st;
+	int r;
+
+	r = catalog_stmt(cat, ST_VERSION_ENTRY, &st, err);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, version);
+	r = catalog_query_entries(cat, ST_VERSION_ENTRY, st, &l, err);
+	if (r < 0)
+		return r;
+	if (l.n != 1) {
+		strata_entry_list_release(&l);
+		return strata_error_set(err, -ENOENT, STRATA_ERR_NOT_FOUND,
+					"catalog '%s': version %lld is in no snapshot", cat->path,
+					(long long)version);
+	}
+	*ret = l;
+	return 0;
+}
+
 int strata_catalog_resolve(struct strata_catalog *cat, int64_t set_id, int64_t snap, const char *path,
 			   struct strata_entry_list *ret, struct strata_error *err)
 {

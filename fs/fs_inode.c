@@ -12,23 +12,37 @@
  *                               --snapshot ID the root of that snapshot
  *     2 + 2 * set_id            MOUNT/<set>                  (< 2^40)
  *     3 + 2 * set_id            MOUNT/<set>/latest           (< 2^40)
- *     snap << 40 | node         node 'node' of the set tree as it is in
- *                               snapshot 'snap'; node 0 is the snapshot's
- *                               own directory MOUNT/<set>/<name>
+ *     snap << 40 | node         directory 'node' of the set tree as it is
+ *                               in snapshot 'snap'; node 0 is the
+ *                               snapshot's own directory MOUNT/<set>/<name>
+ *     1 << 62 | version         every other entry: catalog version
+ *                               'version', whichever snapshot shows it
  *
- *   with 1 <= snap < 2^23 and 0 <= node < 2^40 (catalog row ids), so tree
- *   ids are >= 2^40 and never meet the low ones, and bit 63 stays clear.
- *   An entry whose ids do not fit is reported as EIO (EOVERFLOW inside).
- * - Ids are stable for the life of the mount and unique per snapshot entry:
- *   the same node in two snapshots has two ids (its versions may differ),
- *   two nodes never share one, except:
- * - Hardlinks.  The catalog has one node per name.  For a regular file with
- *   nlink > 1 in snapshot S the first name handed out (by lookup, readdir
- *   or readdirplus) fixes the group's id: the map (S, dev, ino) -> node id
- *   remembers it and every other name of the group answers with that id,
- *   so stat, find -samefile, cp -a, rsync -H and du see one inode with the
- *   backed-up st_nlink.  getattr, open and read on the shared id use the
- *   version of the first name's node, which has the same content and
+ *   with 1 <= snap < 2^22, 0 <= node < 2^40 and 1 <= version < 2^62
+ *   (catalog row ids), so directory ids lie in [2^40, 2^62), file ids in
+ *   [2^62, 2^63), and bit 63 stays clear.  An entry whose ids do not fit is
+ *   reported as EIO (EOVERFLOW inside).
+ * - Ids are stable for the life of the mount.  Two different things never
+ *   share one: a directory id names one node in one snapshot (the kernel
+ *   allows a directory only one name), a file id one catalog version.
+ * - An unchanged file has ONE id in every snapshot that holds it.  A
+ *   catalog version is immutable (content, metadata, ctime, nlink: any
+ *   change makes a new version), so the snapshots that share it are
+ *   showing the same file, exactly as rsnapshot or Time Machine trees
+ *   hardlink an unchanged file into every snapshot directory.  Tools that
+ *   compare snapshots take the shortcut they take for hardlinks: `diff -r`
+ *   and `cmp` see the same (st_dev, st_ino) with equal attributes and skip
+ *   reading both files, so comparing a full with an incremental reads only
+ *   what changed.  st_nlink stays the backed-up link count, so cp -a,
+ *   rsync -H, tar and du, which only track names of files with
+ *   st_nlink > 1, treat each snapshot's copy as its own file.
+ * - Hardlinks.  The catalog has one node (and version) per name.  For a
+ *   regular file with nlink > 1 in snapshot S the first name handed out (by
+ *   lookup, readdir or readdirplus) fixes the group's id: the map (S, dev,
+ *   ino) -> node id remembers it and every other name of the group answers
+ *   with that id, so stat, find -samefile, cp -a, rsync -H and du see one
+ *   inode with the backed-up st_nlink.  getattr, open and read on the
+ *   shared id use the first name's version, which has the same content and
  *   metadata.  The map only grows (entries are 32 bytes, one per hardlink
  *   group visited), since forgetting one would let a later lookup hand the
  *   group a second id.
@@ -68,6 +82,12 @@ void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret)
 	}
 	if (id >> 63)
 		return;
+	if (id >> FS_FILE_BIT) {
+		ret->version = (int64_t)(id & ((UINT64_C(1) << FS_FILE_BIT) - 1));
+		if (ret->version > 0)
+			ret->kind = FS_FILE;
+		return;
+	}
 	ret->snap = (int64_t)(id >> FS_NODE_BITS);
 	ret->node = (int64_t)(id & NODE_MASK);
 	if (fs->opts.snapshot > 0 && ret->snap != fs->opts.snapshot)
@@ -95,6 +115,13 @@ fuse_ino_t fs_ino_tree(const struct fs *fs, int64_t snap, int64_t node)
 	if (node == 0 && fs->opts.snapshot > 0)
 		return FUSE_ROOT_ID;
 	return (fuse_ino_t)((uint64_t)snap << FS_NODE_BITS | (uint64_t)node);
+}
+
+fuse_ino_t fs_ino_version(int64_t version)
+{
+	if (version <= 0 || (uint64_t)version >> FS_FILE_BIT)
+		return 0;
+	return (fuse_ino_t)(UINT64_C(1) << FS_FILE_BIT | (uint64_t)version);
 }
 
 /* ---- hardlink map: open addressing, linear probing, only grows ---------- */
@@ -151,10 +178,13 @@ static int hl_grow(struct fs_hlmap *m)
 
 fuse_ino_t fs_ino_entry(struct fs *fs, int64_t snap, const struct strata_entry *e)
 {
-	fuse_ino_t id = fs_ino_tree(fs, snap, e->node_id);
 	struct fs_hlmap *m = &fs->hl;
 	struct fs_hl_slot *s;
+	fuse_ino_t id;
 
+	if (e->type == STRATA_T_DIR)
+		return fs_ino_tree(fs, snap, e->node_id);
+	id = fs_ino_version(e->version_id);
 	if (!id || e->type != STRATA_T_REG || e->nlink <= 1)
 		return id;
 	pthread_mutex_lock(&m->lock);

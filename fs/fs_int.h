@@ -150,7 +150,8 @@ enum fs_kind {
 	FS_ROOT,      /* MOUNT (all-snapshots mode) */
 	FS_SET,       /* MOUNT/<set> */
 	FS_LATEST,    /* MOUNT/<set>/latest */
-	FS_TREE,      /* an entry of snapshot 'snap'; node 0 is the snapshot's root */
+	FS_TREE,      /* a directory of snapshot 'snap'; node 0 is the snapshot's root */
+	FS_FILE,      /* any other entry: one catalog version, in every snapshot it spans */
 };
 
 struct fs_ino {
@@ -158,20 +159,26 @@ struct fs_ino {
 	int64_t set_id;   /* FS_SET, FS_LATEST */
 	int64_t snap;     /* FS_TREE */
 	int64_t node;     /* FS_TREE */
+	int64_t version;  /* FS_FILE */
 };
 
-#define FS_SNAP_BITS 23
+#define FS_SNAP_BITS 22
 #define FS_NODE_BITS 40
+#define FS_FILE_BIT 62
 
 void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret);
 fuse_ino_t fs_ino_set(int64_t set_id);
 fuse_ino_t fs_ino_latest(int64_t set_id);
 /* 0 when (snap, node) does not fit the encoding. */
 fuse_ino_t fs_ino_tree(const struct fs *fs, int64_t snap, int64_t node);
+/* 0 when the version id does not fit. */
+fuse_ino_t fs_ino_version(int64_t version);
 /*
- * The node id every name of entry e in snapshot snap answers with: the
- * plain encoding, or for a regular file with nlink > 1 the id the first
- * name of its (dev, ino) group was given.  0 when it does not fit.
+ * The node id every name of entry e in snapshot snap answers with: for a
+ * directory the tree encoding of (snap, node); for anything else its
+ * version's id, or for a regular file with nlink > 1 the id the first name
+ * of its (dev, ino) group was given in that snapshot.  0 when it does not
+ * fit.
  */
 fuse_ino_t fs_ino_entry(struct fs *fs, int64_t snap, const struct strata_entry *e);
 void fs_hlmap_init(struct fs_hlmap *m);

@@ -206,15 +206,18 @@ static bool dirent_name_ok(const char *name, size_t len)
 	return !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
 }
 
-/* The version of tree node (snap, node), or a positive errno. */
-static int node_entry(struct fs *fs, struct strata_catalog *cat, int64_t snap, int64_t node,
-		      struct strata_entry_list *ret)
+/* The version behind a tree or file id (see fs_inode.c), or a positive errno. */
+static int ino_entry(struct fs *fs, struct strata_catalog *cat, const struct fs_ino *in,
+		     struct strata_entry_list *ret)
 {
 	struct strata_error err;
 	int rc;
 
 	strata_error_init(&err);
-	rc = strata_catalog_node_entry(cat, snap, node, ret, &err);
+	if (in->kind == FS_FILE)
+		rc = strata_catalog_version_entry(cat, in->version, ret, &err);
+	else
+		rc = strata_catalog_node_entry(cat, in->snap, in->node, ret, &err);
 	if (rc == -ENOENT)
 		return ENOENT;
 	if (rc < 0) {
@@ -335,7 +338,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	fs_ino_decode(fs, parent, &pin);
-	if (pin.kind == FS_BAD || pin.kind == FS_LATEST) {
+	if (pin.kind == FS_BAD || pin.kind == FS_LATEST || pin.kind == FS_FILE) {
 		fuse_reply_err(req, pin.kind == FS_BAD ? ENOENT : ENOTDIR);
 		return;
 	}
@@ -423,7 +426,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			fuse_reply_attr(req, &st, FS_TOP_TIMEOUT);
 		goto out;
 	}
-	rc = node_entry(fs, cat, in.snap, in.node, &list);
+	rc = ino_entry(fs, cat, &in, &list);
 	if (rc) {
 		fuse_reply_err(req, rc);
 		goto out;
@@ -448,7 +451,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int rc;
 
 	fs_ino_decode(fs, ino, &in);
-	if (in.kind != FS_LATEST && (in.kind != FS_TREE || in.node == 0)) {
+	if (in.kind != FS_LATEST && in.kind != FS_FILE) {
 		fuse_reply_err(req, in.kind == FS_BAD ? ENOENT : EINVAL);
 		return;
 	}
@@ -465,7 +468,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 			fuse_reply_readlink(req, set.latest_name);
 		goto out;
 	}
-	rc = node_entry(fs, cat, in.snap, in.node, &list);
+	rc = ino_entry(fs, cat, &in, &list);
 	if (rc) {
 		fuse_reply_err(req, rc);
 		goto out;
@@ -634,7 +637,7 @@ static int dir_load(struct fs *fs, struct fs_dir *d)
 	} else {
 		struct strata_entry_list self = { 0 };
 
-		rc = node_entry(fs, cat, d->in.snap, d->in.node, &self);
+		rc = ino_entry(fs, cat, &d->in, &self);
 		if (rc == 0 && self.v[0].type != STRATA_T_DIR)
 			rc = ENOTDIR;
 		else if (rc == 0)
@@ -657,7 +660,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc = 0;
 
 	fs_ino_decode(fs, ino, &in);
-	if (in.kind == FS_BAD || in.kind == FS_LATEST) {
+	if (in.kind == FS_BAD || in.kind == FS_LATEST || in.kind == FS_FILE) {
 		fuse_reply_err(req, in.kind == FS_BAD ? ENOENT : ENOTDIR);
 		return;
 	}
@@ -881,11 +884,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = f ? EIO : ENOMEM;
 		goto out;
 	}
-	rc = node_entry(fs, cat, in.snap, in.node, &f->list);
+	rc = ino_entry(fs, cat, &in, &f->list);
 	if (rc)
 		goto out;
 	f->e = &f->list.v[0];
-	f->snap = in.snap;
+	f->snap = in.kind == FS_FILE ? f->e->first_snapshot : in.snap;
 	atomic_init(&f->logged, false);
 	if (f->e->type == STRATA_T_DIR)
 		rc = EISDIR;
@@ -1149,7 +1152,7 @@ static int xattr_entry(fuse_req_t req, fuse_ino_t ino, struct strata_entry_list 
 	cat = fs_cat_get(fs);
 	if (!cat)
 		return EIO;
-	rc = node_entry(fs, cat, in.snap, in.node, list);
+	rc = ino_entry(fs, cat, &in, list);
 	fs_cat_put(fs, cat);
 	return rc;
 }

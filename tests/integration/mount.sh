@@ -139,9 +139,24 @@ dups=$(find "$s0" ! -type d -links 1 -printf '%i\n' | sort | uniq -d)
 [[ -z $dups ]] || fail "distinct entries share inodes: $dups"
 dirdups=$(find "$s0" -type d -printf '%i\n' | sort | uniq -d)
 [[ -z $dirdups ]] || fail "directories share inodes: $dirdups"
-i0=$(stat -c %i "$mnt/$set/${names[0]}/$srel/text/empty")
-i1=$(stat -c %i "$mnt/$set/${names[1]}/$srel/text/empty")
-[[ $i0 != "$i1" ]] || fail "one path in two snapshots has one inode"
+# Across snapshots: an unchanged file is one inode (one catalog version,
+# see fs/fs_inode.c), a changed one (even only its ctime) another, and a
+# directory is one per snapshot.
+ino_in() { stat -c %i "$mnt/$set/${names[$1]}/$srel/$2"; }
+[[ $(ino_in 0 text/empty) == "$(ino_in 1 text/empty)" ]] ||
+	fail "unchanged text/empty has two inodes in snapshots 0 and 1"
+for p in text/one bin/r4096 text; do
+	[[ $(ino_in 0 "$p") != "$(ino_in 1 "$p")" ]] || fail "$p: one inode in snapshots 0 and 1"
+done
+# so diff -r skips the unchanged files and still finds every change,
+# including bin/r4096 (same size and mtime, new content)
+rc=0
+diff -rq --no-dereference "$mnt/$set/${names[0]}/$srel" "$mnt/$set/${names[1]}/$srel" >"$T/diffq" 2>&1 || rc=$?
+((rc == 1)) || { cat "$T/diffq" >&2; fail "diff -rq of snapshots 0 and 1 exited $rc, wanted 1"; }
+grep -q 'bin/r4096 and .* differ$' "$T/diffq" || { cat "$T/diffq" >&2; fail "diff -r misses bin/r4096"; }
+grep -q 'text/one and .* differ$' "$T/diffq" || { cat "$T/diffq" >&2; fail "diff -r misses text/one"; }
+grep -q 'Only in .*: new$' "$T/diffq" || { cat "$T/diffq" >&2; fail "diff -r misses new/"; }
+! grep -q 'text/empty' "$T/diffq" || fail "diff -r reports unchanged text/empty"
 
 log "read-only: every modifying call fails with EROFS"
 s3=$mnt/$set/${names[3]}/$srel

@@ -1,8 +1,9 @@
 /*
  * check_fs.c - unit tests for fs/ without mounting: the node id encoding
  * of fs_inode.c (round trips, no collisions between kinds, ids that do not
- * fit) and the hardlink map (every name of a group answers with the first
- * name's id, per snapshot).  The mount itself is tested for real by
+ * fit, one id per version across snapshots, one per directory per
+ * snapshot) and the hardlink map (every name of a group answers with the
+ * first name's id, per snapshot).  The mount itself is tested for real by
  * tests/integration/mount.sh.
  *
  * Run one test under a debugger or valgrind with CK_FORK=no.
@@ -32,6 +33,7 @@ static struct strata_entry reg(int64_t node, uint64_t dev, uint64_t ino, uint32_
 
 	memset(&e, 0, sizeof(e));
 	e.node_id = node;
+	e.version_id = node + 1000;   /* any id distinct from the node's */
 	e.type = STRATA_T_REG;
 	e.dev = dev;
 	e.ino = ino;
@@ -42,7 +44,8 @@ static struct strata_entry reg(int64_t node, uint64_t dev, uint64_t ino, uint32_
 START_TEST(test_roundtrip_all)
 {
 	struct fs_ino in;
-	static const int64_t snaps[] = { 1, 2, 77, (1 << 23) - 1 };
+	static const int64_t snaps[] = { 1, 2, 77, (1 << 22) - 1 };
+	static const int64_t versions[] = { 1, 2, 12345, (INT64_C(1) << 62) - 1 };
 	static const int64_t nodes[] = { 0, 1, 12345, (INT64_C(1) << 40) - 1 };
 
 	fs_ino_decode(&fs, FUSE_ROOT_ID, &in);
@@ -62,12 +65,21 @@ START_TEST(test_roundtrip_all)
 			fuse_ino_t id = fs_ino_tree(&fs, snaps[i], nodes[j]);
 
 			ck_assert_uint_ge(id, UINT64_C(1) << 40);
-			ck_assert_uint_lt(id, UINT64_C(1) << 63);
+			ck_assert_uint_lt(id, UINT64_C(1) << 62);
 			fs_ino_decode(&fs, id, &in);
 			ck_assert_int_eq(in.kind, FS_TREE);
 			ck_assert_int_eq(in.snap, snaps[i]);
 			ck_assert_int_eq(in.node, nodes[j]);
 		}
+	}
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		fuse_ino_t id = fs_ino_version(versions[i]);
+
+		ck_assert_uint_ge(id, UINT64_C(1) << 62);
+		ck_assert_uint_lt(id, UINT64_C(1) << 63);
+		fs_ino_decode(&fs, id, &in);
+		ck_assert_int_eq(in.kind, FS_FILE);
+		ck_assert_int_eq(in.version, versions[i]);
 	}
 }
 END_TEST
@@ -76,7 +88,10 @@ START_TEST(test_overflow_and_bad)
 {
 	struct fs_ino in;
 
-	ck_assert_uint_eq(fs_ino_tree(&fs, INT64_C(1) << 23, 1), 0);
+	ck_assert_uint_eq(fs_ino_tree(&fs, INT64_C(1) << 22, 1), 0);
+	ck_assert_uint_eq(fs_ino_version(0), 0);
+	ck_assert_uint_eq(fs_ino_version(-1), 0);
+	ck_assert_uint_eq(fs_ino_version(INT64_C(1) << 62), 0);
 	ck_assert_uint_eq(fs_ino_tree(&fs, 1, INT64_C(1) << 40), 0);
 	ck_assert_uint_eq(fs_ino_tree(&fs, 0, 1), 0);
 	ck_assert_uint_eq(fs_ino_tree(&fs, -1, 1), 0);
@@ -88,6 +103,8 @@ START_TEST(test_overflow_and_bad)
 	fs_ino_decode(&fs, 3, &in);
 	ck_assert_int_eq(in.kind, FS_BAD);
 	fs_ino_decode(&fs, UINT64_C(1) << 63 | 5, &in);
+	ck_assert_int_eq(in.kind, FS_BAD);
+	fs_ino_decode(&fs, UINT64_C(1) << 62, &in);  /* version 0 */
 	ck_assert_int_eq(in.kind, FS_BAD);
 }
 END_TEST
@@ -110,6 +127,10 @@ START_TEST(test_single_snapshot)
 	ck_assert_int_eq(in.kind, FS_BAD);
 	fs_ino_decode(&fs, fs_ino_set(1), &in);
 	ck_assert_int_eq(in.kind, FS_BAD);
+	/* files are named by version here too */
+	fs_ino_decode(&fs, fs_ino_version(42), &in);
+	ck_assert_int_eq(in.kind, FS_FILE);
+	ck_assert_int_eq(in.version, 42);
 }
 END_TEST
 
@@ -123,21 +144,41 @@ START_TEST(test_hardlinks)
 	ib = fs_ino_entry(&fs, 4, &b);
 	ia = fs_ino_entry(&fs, 4, &a);
 	ic = fs_ino_entry(&fs, 4, &c);
-	ck_assert_uint_eq(ib, fs_ino_tree(&fs, 4, 20));
+	ck_assert_uint_eq(ib, fs_ino_version(b.version_id));
 	ck_assert_uint_eq(ia, ib);
 	ck_assert_uint_eq(ic, ib);
 	/* stable */
 	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &a), ib);
 	/* another snapshot is another group */
-	ck_assert_uint_eq(fs_ino_entry(&fs, 5, &a), fs_ino_tree(&fs, 5, 10));
-	ck_assert_uint_eq(fs_ino_entry(&fs, 5, &c), fs_ino_tree(&fs, 5, 10));
+	ck_assert_uint_eq(fs_ino_entry(&fs, 5, &a), fs_ino_version(a.version_id));
+	ck_assert_uint_eq(fs_ino_entry(&fs, 5, &c), fs_ino_version(a.version_id));
 	/* nlink 1 and non-regular entries keep their own ids */
-	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &solo), fs_ino_tree(&fs, 4, 40));
+	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &solo), fs_ino_version(solo.version_id));
 	dir.type = STRATA_T_DIR;
 	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &dir), fs_ino_tree(&fs, 4, 50));
 	/* another device, same inode number */
 	b.dev = 2;
-	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &b), fs_ino_tree(&fs, 4, 20));
+	ck_assert_uint_eq(fs_ino_entry(&fs, 4, &b), fs_ino_version(b.version_id));
+}
+END_TEST
+
+START_TEST(test_versions_across_snapshots)
+{
+	struct strata_entry f = reg(10, 1, 700, 1), dir = reg(11, 1, 701, 1), lnk = reg(12, 1, 702, 1);
+	struct strata_entry changed = f;
+
+	dir.type = STRATA_T_DIR;
+	lnk.type = STRATA_T_LNK;
+	/* an unchanged file or symlink is one inode in every snapshot */
+	ck_assert_uint_eq(fs_ino_entry(&fs, 1, &f), fs_ino_entry(&fs, 2, &f));
+	ck_assert_uint_eq(fs_ino_entry(&fs, 1, &lnk), fs_ino_entry(&fs, 9, &lnk));
+	/* a directory is one per snapshot: the kernel gives a directory one name */
+	ck_assert_uint_ne(fs_ino_entry(&fs, 1, &dir), fs_ino_entry(&fs, 2, &dir));
+	/* a new version of the same node is another inode */
+	changed.version_id = f.version_id + 1;
+	ck_assert_uint_ne(fs_ino_entry(&fs, 2, &changed), fs_ino_entry(&fs, 1, &f));
+	/* file and directory ids never meet */
+	ck_assert_uint_ne(fs_ino_entry(&fs, 1, &f), fs_ino_tree(&fs, 1, 10));
 }
 END_TEST
 
@@ -150,9 +191,11 @@ START_TEST(test_hardlinks_many)
 			struct strata_entry second = reg(100000 + i, 7, (uint64_t)i, 2);
 
 			if (pass == 0) {
-				ck_assert_uint_eq(fs_ino_entry(&fs, 3, &first), fs_ino_tree(&fs, 3, i));
+				ck_assert_uint_eq(fs_ino_entry(&fs, 3, &first),
+						  fs_ino_version(first.version_id));
 			} else {
-				ck_assert_uint_eq(fs_ino_entry(&fs, 3, &second), fs_ino_tree(&fs, 3, i));
+				ck_assert_uint_eq(fs_ino_entry(&fs, 3, &second),
+						  fs_ino_version(first.version_id));
 			}
 		}
 	}
@@ -171,6 +214,7 @@ static Suite *fs_suite(void)
 	tcase_add_test(tc, test_single_snapshot);
 	tcase_add_test(tc, test_hardlinks);
 	tcase_add_test(tc, test_hardlinks_many);
+	tcase_add_test(tc, test_versions_across_snapshots);
 	suite_add_tcase(s, tc);
 	return s;
 }
