@@ -685,8 +685,8 @@ int strata_catalog_node_path(struct strata_catalog *cat, int64_t node, struct st
 			     struct strata_error *err)
 {
 	struct strata_buf names = STRATA_BUF_INIT(STRATA_CATALOG_PATH_CAP);
-	size_t *ends = NULL, nends = 0, aends = 0;
-	int64_t cur = node;
+	size_t *ends = NULL, nends = 0, aends = 0, steps = 0, lap = 1;
+	int64_t cur = node, mark = node;
 	sqlite3_stmt *st;
 	int rc, r = 0;
 
@@ -739,6 +739,18 @@ int strata_catalog_node_path(struct strata_catalog *cat, int64_t node, struct st
 		}
 		ends[nends++] = names.len;
 		cur = sqlite3_column_int64(st, 1);
+		/* Brent's cycle check: a loop is found within twice its length,
+		 * long before the path cap would stop it. */
+		if (cur == mark) {
+			r = catalog_corrupt(cat, err, "node %lld: its parents form a loop",
+					    (long long)node);
+			goto out;
+		}
+		if (++steps == lap) {
+			mark = cur;
+			lap *= 2;
+			steps = 0;
+		}
 	}
 	for (size_t i = nends; i-- > 0;) {
 		size_t start = i ? ends[i - 1] : 0;
