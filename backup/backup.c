@@ -53,10 +53,12 @@
 #include <unistd.h>
 
 #define READ_CHUNK (1u << 20)
+#define INPLACE_MIN (64u << 10)
 #define LARGE_FRAME (1u << 20)
 #define SMALL_FRAME (128u << 10)
 #define MAX_TRIES 3
 #define XATTR_LIST_MAX_BYTES (64u << 10)
+#define XATTR_LIST_SMALL 512u
 #define MANIFEST_MEMBER ".strata/manifest"
 
 struct idname {
@@ -102,6 +104,7 @@ struct run {
 	struct archive_entry *entry;
 	struct strata_error tar_err;
 	struct strata_sha256 *sha;
+	bool sha_dirty;             /* sha holds bytes of a copy that did not finish */
 	uint8_t *buf;
 
 	struct strata_buf path;     /* current tar path, "srv/erp/x" */
@@ -483,7 +486,12 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Read xattrs through fd (regular files, directories) or a /proc path. */
+/*
+ * Read xattrs through fd (regular files, directories) or a /proc path.
+ * The list is asked for with a small buffer first: the kernel allocates
+ * a buffer of the size passed on every call, and most entries have no
+ * xattrs at all.
+ */
 static int read_xattrs(struct run *r, int fd, int dirfd, const char *name, struct strata_buf *out)
 {
 	char procpath[512];
@@ -496,7 +504,11 @@ static int read_xattrs(struct run *r, int fd, int dirfd, const char *name, struc
 	/* entries without an fd (symlinks, fifos, devices) go through /proc */
 	if (fd < 0)
 		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d/%s", dirfd, name);
-	len = fd >= 0 ? flistxattr(fd, list, sizeof(list)) : llistxattr(procpath, list, sizeof(list));
+	len = fd >= 0 ? flistxattr(fd, list, XATTR_LIST_SMALL)
+		      : llistxattr(procpath, list, XATTR_LIST_SMALL);
+	if (len < 0 && errno == ERANGE)
+		len = fd >= 0 ? flistxattr(fd, list, sizeof(list))
+			      : llistxattr(procpath, list, sizeof(list));
 	if (len < 0) {
 		if (errno == ENOTSUP || errno == ENOSYS)
 			return 0;
@@ -699,25 +711,56 @@ static void hardlink_remember(struct run *r, const struct strata_entry *e)
 	}
 }
 
+/* SHA-256 of no bytes: the digest of an empty file. */
+static const uint8_t sha256_empty[32] = {
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+	0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+};
+
 /*
  * Copy a regular file's bytes into the tar stream, hashing them.  Returns 0
  * and *changed when the stat moved under us, a negative errno on a fatal
  * (archive) error, or a positive errno when reading the source failed.
+ *
+ * A dense file is read straight into the archive writer's frame buffer
+ * when the chunk fits, or is cut to fit when the frame still has
+ * INPLACE_MIN bytes of room (strata_archive_writer_reserve): libarchive hands
+ * unblocked data of a dense pax member through unchanged, so the writer
+ * then copies nothing.  A sparse member's first data call writes the
+ * sparse map before the data, so sparse files always go through r->buf.
  */
 static int copy_data(struct run *r, int fd, const struct stat *st, struct strata_entry *e,
 		     bool retry, bool *changed)
 {
 	uint64_t left = (uint64_t)st->st_size;
-	bool short_read = false;
+	bool short_read = false, dense = e->sparse_len == 0;
 	struct stat after;
 
-	strata_sha256_final(r->sha, e->sha256); /* reset */
+	if (r->sha_dirty) {
+		strata_sha256_final(r->sha, e->sha256); /* reset */
+		r->sha_dirty = false;
+	}
 	if (retry && lseek(fd, 0, SEEK_SET) < 0)
 		return errno;
 	while (left) {
 		size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
-		ssize_t n = short_read ? 0 : read(fd, r->buf, want);
+		uint8_t *buf = r->buf;
+		void *room;
+		size_t room_len;
+		ssize_t n;
 
+		if (dense) {
+			int ret = strata_archive_writer_reserve(r->writer, &room, &room_len, r->err);
+
+			if (ret < 0)
+				return ret;
+			/* a large file's chunks end where its frames do */
+			if (room_len < want && room_len >= INPLACE_MIN)
+				want = room_len;
+			if (room_len >= want)
+				buf = room;
+		}
+		n = short_read ? 0 : read(fd, buf, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -726,17 +769,19 @@ static int copy_data(struct run *r, int fd, const struct stat *st, struct strata
 		if (n == 0) {
 			/* The file shrank: pad, then report it as changed. */
 			short_read = true;
-			memset(r->buf, 0, want);
+			memset(buf, 0, want);
 			n = (ssize_t)want;
 		}
-		strata_sha256_update(r->sha, r->buf, (size_t)n);
-		if (archive_write_data(r->tar, r->buf, (size_t)n) != n)
+		r->sha_dirty = true;
+		strata_sha256_update(r->sha, buf, (size_t)n);
+		if (archive_write_data(r->tar, buf, (size_t)n) != n)
 			return tar_fail(r, "the data");
 		left -= (uint64_t)n;
 		r->bytes_read += (uint64_t)n;
 		progress(r, false);
 	}
 	strata_sha256_final(r->sha, e->sha256);
+	r->sha_dirty = false;
 	e->has_sha256 = true;
 	if (fstat(fd, &after) < 0)
 		return errno;
@@ -884,7 +929,7 @@ again:
 				goto out;
 			}
 		} else if (is_reg) {
-			strata_sha256_final(r->sha, e.sha256);
+			memcpy(e.sha256, sha256_empty, 32);
 			e.has_sha256 = true;
 		}
 		if (is_reg && st->st_nlink > 1)

@@ -152,6 +152,17 @@ int strata_archive_writer_write(struct strata_archive_writer *w, const void *buf
 				struct strata_error *err);
 
 /*
+ * The free part of the current frame's input buffer, for a caller that
+ * wants to produce bytes in place (read(2) straight into it): *ret_buf
+ * and *ret_len (>= 1) stay valid until the next call on w.  Appending
+ * n <= *ret_len bytes that start at *ret_buf with _write then copies
+ * nothing; anything else written first moves the window.  Sticky errors
+ * as _write.
+ */
+int strata_archive_writer_reserve(struct strata_archive_writer *w, void **ret_buf, size_t *ret_len,
+				  struct strata_error *err);
+
+/*
  * End the current frame here if it holds any bytes, so the next byte
  * starts a new frame.  Backup calls it before a large file so that file's
  * data starts at a frame boundary.

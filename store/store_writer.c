@@ -3,20 +3,25 @@
  * in store.h).
  *
  * Writer.  The caller's bytes are copied once, into the input buffer of
- * the job being filled.  A full (or cut) job gets the next frame index and
+ * the job being filled, or not at all when the caller produced them there
+ * (strata_archive_writer_reserve).  A full (or cut) job gets the next frame index and
  * goes to a FIFO served by a pool of worker threads, each with its own
- * ZSTD_CCtx, which compress it one-shot with the content checksum on.  The
- * calling thread writes finished jobs to the file strictly in index order
- * (a ring of at most 2 * threads jobs in flight bounds memory; buffers are
- * recycled through a free list).  Sealing needs the last-frame flag, which
- * is only known once a later frame exists or _finish runs: a worker seals
- * its frame when it already knows, otherwise the calling thread seals it
- * just before writing it; and the newest frame is never written before
- * _finish.  The writer's first error is sticky.
+ * ZSTD_CCtx, which compress it one-shot with the content checksum on.  One
+ * output thread writes finished jobs to the file strictly in index order
+ * and keeps the whole file's SHA-256, so the calling thread only fills
+ * buffers (a ring of at most 2 * threads + 2 jobs in flight bounds memory;
+ * buffers are recycled through a free list).  Sealing needs the last-frame
+ * flag, which is only known once a later frame exists or _finish runs: a
+ * worker seals its frame when it already knows, otherwise the output
+ * thread seals it just before writing it; and the newest frame is never
+ * written before _finish.  The writer's first error is sticky; an error of
+ * the output thread (or of a job) reaches the caller at its next call.
  *
- * Locking: w->lock protects the pending FIFO, job->done/sealed, and the
- * submitted/finishing/stop fields workers read.  The ring, the free list,
- * the frame table and the file belong to the calling thread.
+ * Locking: w->lock protects the pending FIFO, the ring, the free list,
+ * job->done/sealed, the submitted/finishing/stop fields and the output
+ * thread's error.  The frame table, coffset, the SHA-256 and the file
+ * belong to the output thread until the ring is empty in _finish, then to
+ * the calling thread (the hand-over happens under w->lock).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,20 +74,25 @@ struct strata_archive_writer {
 
 	pthread_mutex_t lock;
 	bool lock_init;
-	pthread_cond_t work_cond;
-	pthread_cond_t done_cond;
+	pthread_cond_t work_cond;   /* workers: the pending FIFO, stop */
+	pthread_cond_t out_cond;    /* output thread: a job done or submitted, finishing, stop */
+	pthread_cond_t space_cond;  /* caller: a job written, or out_error */
 	pthread_t *threads;
 	unsigned nstarted;
+	pthread_t out_thread;
+	bool out_started;
 	bool stop;
 	bool finishing;
 	struct wjob *pending_head, *pending_tail;
 	uint64_t submitted;
+	int out_error;              /* first error of the output thread */
+	struct strata_error out_errbuf;
 
 	struct wjob **ring;      /* jobs in flight, in index order */
 	unsigned ring_cap, ring_head, ring_count;
 	struct wjob *free_jobs;
 	unsigned njobs;
-	struct wjob *cur;
+	struct wjob *cur;        /* the job being filled (calling thread) */
 
 	struct strata_frame *frames;
 	uint32_t nframes, frames_alloc;
@@ -164,7 +174,8 @@ static void *writer_worker(void *arg)
 done:
 		pthread_mutex_lock(&w->lock);
 		j->done = true;
-		pthread_cond_broadcast(&w->done_cond);
+		if (j == w->ring[w->ring_head])
+			pthread_cond_signal(&w->out_cond);
 	}
 	pthread_mutex_unlock(&w->lock);
 	ZSTD_freeCCtx(cctx);
@@ -197,22 +208,25 @@ static int writer_sticky(struct strata_archive_writer *w, struct strata_error *e
 	return strata_error_set(err, w->error, w->errbuf.kind, "%s", w->errbuf.msg);
 }
 
-/* Append to the file and the running SHA-256. */
+/* Append to the file and the running SHA-256 (output thread, or the caller once the ring is empty). */
 static int writer_emit(struct strata_archive_writer *w, const void *p, size_t n,
 		       struct strata_error *err)
 {
 	int rc = strata_write_full(w->fd, p, n);
 
 	if (rc < 0)
-		return writer_fail(w, err, rc, STRATA_ERR_IO, "cannot write archive '%s': %s",
-				   w->tmpname, strerror(-rc));
+		return strata_error_set(err, rc, STRATA_ERR_IO, "cannot write archive '%s': %s",
+					w->tmpname, strerror(-rc));
 	strata_sha256_update(w->sha, p, n);
 	w->coffset += n;
 	return 0;
 }
 
-/* Write one finished job (calling thread), sealing it first if the worker could not. */
-static int writer_write_job(struct strata_archive_writer *w, struct wjob *j,
+/*
+ * Write one finished job (output thread), sealing it first if the worker
+ * could not.  last: it is the archive's last frame (known only finishing).
+ */
+static int writer_write_job(struct strata_archive_writer *w, struct wjob *j, bool last,
 			    struct strata_error *err)
 {
 	struct strata_frame *f;
@@ -220,21 +234,14 @@ static int writer_write_job(struct strata_archive_writer *w, struct wjob *j,
 	int rc;
 
 	if (j->rc < 0)
-		return writer_fail(w, err, j->rc, STRATA_ERR_INTERNAL, "archive '%s': %s",
-				   w->name, j->msg);
+		return strata_error_set(err, j->rc, STRATA_ERR_INTERNAL, "archive '%s': %s", w->name,
+					j->msg);
 	if (w->sealing && !j->sealed) {
-		bool last = w->finishing && j->index + 1 == w->submitted;
-
-		/* writer_drain never writes the newest frame before _finish */
-		if (!w->finishing && j->index + 1 == w->submitted)
-			return writer_fail(w, err, -EIO, STRATA_ERR_INTERNAL,
-					   "archive '%s': frame %llu written before its successor",
-					   w->name, (unsigned long long)j->index);
 		rc = strata_frame_seal(w->key, w->id, j->index, last, j->out, j->out_len);
 		if (rc < 0)
-			return writer_fail(w, err, rc, STRATA_ERR_INTERNAL,
-					   "archive '%s': frame %llu: sealing failed", w->name,
-					   (unsigned long long)j->index);
+			return strata_error_set(err, rc, STRATA_ERR_INTERNAL,
+						"archive '%s': frame %llu: sealing failed", w->name,
+						(unsigned long long)j->index);
 		j->sealed = true;
 	}
 	n = j->out_len + (w->sealing ? STRATA_GCM_TAG_LEN : 0);
@@ -243,13 +250,13 @@ static int writer_write_job(struct strata_archive_writer *w, struct wjob *j,
 		struct strata_frame *nf;
 
 		if (w->nframes >= STRATA_FRAMES_MAX)
-			return writer_fail(w, err, -EFBIG, STRATA_ERR_USAGE,
-					   "archive '%s': too many frames", w->name);
+			return strata_error_set(err, -EFBIG, STRATA_ERR_USAGE,
+						"archive '%s': too many frames", w->name);
 		if (na > STRATA_FRAMES_MAX)
 			na = STRATA_FRAMES_MAX;
 		nf = realloc(w->frames, (size_t)na * sizeof(*nf));
 		if (!nf)
-			return writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+			return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		w->frames = nf;
 		w->frames_alloc = na;
 	}
@@ -266,60 +273,83 @@ static int writer_write_job(struct strata_archive_writer *w, struct wjob *j,
 	return 0;
 }
 
-/*
- * Write finished jobs at the head of the ring, in order.  Never writes
- * the newest frame before _finish.  With wait, blocks until at least one
- * job was written (or, finishing, until the ring is empty).
- */
-static int writer_drain(struct strata_archive_writer *w, bool wait, struct strata_error *err)
+/* The head of the ring may be written: compressed, and not the newest frame before _finish. */
+static bool writer_head_ready(const struct strata_archive_writer *w)
 {
-	bool wrote = false;
-	int rc = 0;
+	const struct wjob *j;
+
+	if (!w->ring_count)
+		return false;
+	j = w->ring[w->ring_head];
+	return j->done && (w->finishing || j->index + 1 < w->submitted);
+}
+
+/*
+ * The output thread: write finished jobs at the head of the ring, in
+ * order, and recycle them.  Stops at the first error (kept in out_error
+ * for the caller) or when told to.
+ */
+static void *writer_output(void *arg)
+{
+	struct strata_archive_writer *w = arg;
+	struct strata_error e;
 
 	pthread_mutex_lock(&w->lock);
-	while (w->ring_count) {
-		struct wjob *j = w->ring[w->ring_head];
+	for (;;) {
+		struct wjob *j;
+		bool last;
+		int rc;
 
-		if (!w->finishing && j->index + 1 == w->submitted)
+		while (!w->stop && !writer_head_ready(w))
+			pthread_cond_wait(&w->out_cond, &w->lock);
+		if (w->stop)
 			break;
-		if (!j->done) {
-			if (!wait || (wrote && !w->finishing))
-				break;
-			pthread_cond_wait(&w->done_cond, &w->lock);
-			continue;
-		}
+		j = w->ring[w->ring_head];
+		last = w->finishing && j->index + 1 == w->submitted;
 		pthread_mutex_unlock(&w->lock);
-		rc = writer_write_job(w, j, err);
+		strata_error_init(&e);
+		rc = writer_write_job(w, j, last, &e);
 		pthread_mutex_lock(&w->lock);
-		if (rc < 0)
+		if (rc < 0) {
+			w->out_error = rc;
+			w->out_errbuf = e;
+			pthread_cond_broadcast(&w->space_cond);
 			break;
+		}
 		w->ring_head = (w->ring_head + 1) % w->ring_cap;
 		w->ring_count--;
 		j->next = w->free_jobs;
 		w->free_jobs = j;
-		wrote = true;
+		pthread_cond_broadcast(&w->space_cond);
 	}
 	pthread_mutex_unlock(&w->lock);
-	return rc;
+	return NULL;
 }
 
-/* Hand the current job to the workers. */
+/* The output thread's error as the sticky error.  Called with w->lock held. */
+static int writer_out_fail(struct strata_archive_writer *w, struct strata_error *err)
+{
+	return writer_fail(w, err, w->out_error, w->out_errbuf.kind, "%s", w->out_errbuf.msg);
+}
+
+/* Hand the current job to the workers; waits while the ring is full. */
 static int writer_submit(struct strata_archive_writer *w, struct strata_error *err)
 {
 	struct wjob *j = w->cur;
-	int rc;
+	int rc = 0;
 
-	while (w->ring_count >= w->ring_cap) {
-		rc = writer_drain(w, true, err);
-		if (rc < 0)
-			return rc;
+	pthread_mutex_lock(&w->lock);
+	while (!w->out_error && w->ring_count >= w->ring_cap)
+		pthread_cond_wait(&w->space_cond, &w->lock);
+	if (w->out_error) {
+		rc = writer_out_fail(w, err);
+		goto out;
 	}
 	w->cur = NULL;
 	j->done = false;
 	j->sealed = false;
 	j->rc = 0;
 	j->next = NULL;
-	pthread_mutex_lock(&w->lock);
 	j->index = w->submitted++;
 	w->ring[(w->ring_head + w->ring_count) % w->ring_cap] = j;
 	w->ring_count++;
@@ -329,8 +359,11 @@ static int writer_submit(struct strata_archive_writer *w, struct strata_error *e
 		w->pending_head = j;
 	w->pending_tail = j;
 	pthread_cond_signal(&w->work_cond);
+	/* the previous frame is no longer the newest */
+	pthread_cond_signal(&w->out_cond);
+out:
 	pthread_mutex_unlock(&w->lock);
-	return writer_drain(w, false, err);
+	return rc;
 }
 
 /* Make sure w->cur is a job with room. */
@@ -340,10 +373,12 @@ static int writer_cur(struct strata_archive_writer *w, struct strata_error *err)
 
 	if (w->cur)
 		return 0;
-	if (w->free_jobs) {
-		j = w->free_jobs;
+	pthread_mutex_lock(&w->lock);
+	j = w->free_jobs;
+	if (j)
 		w->free_jobs = j->next;
-	} else {
+	pthread_mutex_unlock(&w->lock);
+	if (!j) {
 		j = calloc(1, sizeof(*j));
 		if (!j)
 			return writer_fail(w, err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
@@ -395,14 +430,16 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 		w->nthreads = THREADS_MAX;
 	w->sealing = opts->master_key != NULL;
 	w->out_cap = ZSTD_compressBound(w->frame_size) + STRATA_GCM_TAG_LEN;
-	w->ring_cap = 2 * w->nthreads;
+	/* two frames per worker, one being written and the newest one held back */
+	w->ring_cap = 2 * w->nthreads + 2;
 
 	if (pthread_mutex_init(&w->lock, NULL)) {
 		free(w);
 		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 	}
 	pthread_cond_init(&w->work_cond, NULL);
-	pthread_cond_init(&w->done_cond, NULL);
+	pthread_cond_init(&w->out_cond, NULL);
+	pthread_cond_init(&w->space_cond, NULL);
 	w->lock_init = true;
 
 	if (strata_random(w->id, sizeof(w->id)) < 0 ||
@@ -453,6 +490,12 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 		}
 		w->nstarted++;
 	}
+	if (pthread_create(&w->out_thread, NULL, writer_output, w)) {
+		rc = strata_error_set(err, -EAGAIN, STRATA_ERR_INTERNAL,
+				      "cannot start the archive output thread");
+		goto out;
+	}
+	w->out_started = true;
 	*ret = w;
 	w = NULL;
 	rc = 0;
@@ -477,7 +520,9 @@ int strata_archive_writer_write(struct strata_archive_writer *w, const void *buf
 			return rc;
 		room = w->frame_size - w->cur->in_len;
 		k = n < room ? n : room;
-		memcpy(w->cur->in + w->cur->in_len, p, k);
+		/* bytes placed through _reserve are already where they belong */
+		if (p != w->cur->in + w->cur->in_len)
+			memcpy(w->cur->in + w->cur->in_len, p, k);
 		w->cur->in_len += k;
 		w->offset += k;
 		p += k;
@@ -488,6 +533,22 @@ int strata_archive_writer_write(struct strata_archive_writer *w, const void *buf
 				return rc;
 		}
 	}
+	return 0;
+}
+
+int strata_archive_writer_reserve(struct strata_archive_writer *w, void **ret_buf, size_t *ret_len,
+				  struct strata_error *err)
+{
+	int rc;
+
+	if (w->error || w->finished)
+		return writer_sticky(w, err);
+	rc = writer_cur(w, err);
+	if (rc < 0)
+		return rc;
+	/* a full job is submitted at once, so there is always room */
+	*ret_buf = w->cur->in + w->cur->in_len;
+	*ret_len = w->frame_size - w->cur->in_len;
 	return 0;
 }
 
@@ -508,6 +569,7 @@ uint64_t strata_archive_writer_offset(const struct strata_archive_writer *w)
 int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_archive_info *ret,
 				 struct strata_error *err)
 {
+	struct strata_error e = { 0 };
 	uint8_t *table = NULL, *q;
 	size_t tlen;
 	int rc;
@@ -519,17 +581,17 @@ int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_
 		if (rc < 0)
 			goto out;
 	}
+	/* the output thread writes the rest, the last frame sealed as such */
 	pthread_mutex_lock(&w->lock);
 	w->finishing = true;
+	pthread_cond_signal(&w->out_cond);
+	while (!w->out_error && w->ring_count)
+		pthread_cond_wait(&w->space_cond, &w->lock);
+	rc = w->out_error ? writer_out_fail(w, err) : 0;
 	pthread_mutex_unlock(&w->lock);
-	rc = writer_drain(w, true, err);
 	if (rc < 0)
 		goto out;
-	if (w->ring_count) {
-		rc = writer_fail(w, err, -EIO, STRATA_ERR_INTERNAL,
-				 "archive '%s': frames left unwritten", w->name);
-		goto out;
-	}
+	/* the ring is empty: the file, its hash and the frame table are ours now */
 	tlen = 8 + (size_t)w->nframes * STRATA_SEEK_ENTRY_SIZE + STRATA_SEEK_FOOTER_SIZE;
 	table = malloc(tlen);
 	if (!table) {
@@ -547,9 +609,11 @@ int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_
 	strata_put_le32(q, w->nframes);
 	q[4] = STRATA_SEEKTABLE_DESCRIPTOR;
 	strata_put_le32(q + 5, STRATA_SEEKTABLE_FOOTER_MAGIC);
-	rc = writer_emit(w, table, tlen, err);
-	if (rc < 0)
+	rc = writer_emit(w, table, tlen, &e);
+	if (rc < 0) {
+		rc = writer_fail(w, err, rc, e.kind, "%s", e.msg);
 		goto out;
+	}
 	if (fsync(w->fd) < 0) {
 		rc = writer_fail(w, err, -errno, STRATA_ERR_IO, "cannot sync archive '%s': %s",
 				 w->tmpname, strerror(errno));
@@ -601,10 +665,13 @@ void strata_archive_writer_free(struct strata_archive_writer *w)
 		pthread_mutex_lock(&w->lock);
 		w->stop = true;
 		pthread_cond_broadcast(&w->work_cond);
+		pthread_cond_broadcast(&w->out_cond);
 		pthread_mutex_unlock(&w->lock);
 	}
 	for (unsigned i = 0; i < w->nstarted; i++)
 		pthread_join(w->threads[i], NULL);
+	if (w->out_started)
+		pthread_join(w->out_thread, NULL);
 	while (w->ring_count) {
 		wjob_free(w->ring[w->ring_head]);
 		w->ring_head = (w->ring_head + 1) % w->ring_cap;
@@ -622,7 +689,8 @@ void strata_archive_writer_free(struct strata_archive_writer *w)
 	}
 	if (w->lock_init) {
 		pthread_cond_destroy(&w->work_cond);
-		pthread_cond_destroy(&w->done_cond);
+		pthread_cond_destroy(&w->out_cond);
+		pthread_cond_destroy(&w->space_cond);
 		pthread_mutex_destroy(&w->lock);
 	}
 	strata_crypto_wipe(w->key, sizeof(w->key));
