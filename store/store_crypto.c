@@ -64,7 +64,8 @@ void strata_sha256_final(struct strata_sha256 *h, uint8_t out[32])
 	unsigned int len = 32;
 
 	EVP_DigestFinal_ex(h->ctx, out, &len);
-	EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL);
+	/* Same digest again: _ex2 with NULL reuses the fetched SHA-256 (OpenSSL 3) */
+	EVP_DigestInit_ex2(h->ctx, NULL, NULL);
 }
 
 void strata_sha256_free(struct strata_sha256 *h)
