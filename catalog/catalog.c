@@ -86,6 +86,7 @@ static const char *const stmt_sql[ST_MAX] = {
 		" AND name = ?2",
 	[ST_NODE_FIND] = "SELECT id, set_id FROM node WHERE parent = ?1 AND name = ?2",
 	[ST_NODE_INSERT] = "INSERT INTO node(set_id, parent, name) VALUES (?1, ?2, ?3)",
+	[ST_NODE_MAX] = "SELECT coalesce(max(id), 0) FROM node",
 	[ST_NODE_BY_ID] = "SELECT set_id, parent, name FROM node WHERE id = ?1",
 	[ST_ATTR_FIND] = "SELECT id FROM attr WHERE mode = ?2 AND uid = ?3 AND gid = ?4"
 		" AND type = ?1 AND uname IS ?5 AND gname IS ?6 AND dev = ?7",

@@ -73,6 +73,7 @@ enum catalog_stmt {
 	ST_NODE_FIND,
 	ST_NODE_INSERT,
 	ST_NODE_BY_ID,
+	ST_NODE_MAX,
 	ST_ATTR_FIND,
 	ST_ATTR_INSERT,
 	ST_VERSION_INSERT,
@@ -127,6 +128,7 @@ struct strata_catalog {
 	bool in_backup;
 	int64_t run_snap;
 	int64_t run_lo, run_hi;     /* version ids born in run_snap; lo > hi when none */
+	int64_t run_node_floor;     /* node ids above it were added by the running backup */
 	struct catalog_attr_cache attr;
 };
 
