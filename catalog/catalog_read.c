@@ -581,10 +581,32 @@ int strata_catalog_lookup(struct strata_catalog *cat, int64_t set_id, int64_t sn
 	return r < 0 ? r : lookup(cat, set_id, snap, parent, name, len, ret, err);
 }
 
+/*
+ * Run an entry query that must give one row: 1 and *ret, 0 for none, or
+ * 2 (with *ret empty) for several; negative on an error.
+ */
+static int query_one(struct strata_catalog *cat, enum catalog_stmt id, sqlite3_stmt *st,
+		     struct strata_entry_list *ret, struct strata_error *err)
+{
+	struct strata_entry_list l = { 0 };
+	size_t n;
+	int r;
+
+	r = catalog_query_entries(cat, id, st, &l, err);
+	if (r < 0)
+		return r;
+	n = l.n;
+	if (n == 1) {
+		*ret = l;
+		return 1;
+	}
+	strata_entry_list_release(&l);
+	return n ? 2 : 0;
+}
+
 int strata_catalog_node_entry(struct strata_catalog *cat, int64_t snap, int64_t node,
 			      struct strata_entry_list *ret, struct strata_error *err)
 {
-	struct strata_entry_list l = { 0 };
 	sqlite3_stmt *st;
 	int r;
 
@@ -593,28 +615,20 @@ int strata_catalog_node_entry(struct strata_catalog *cat, int64_t snap, int64_t 
 		return r;
 	sqlite3_bind_int64(st, 1, node);
 	sqlite3_bind_int64(st, 2, snap);
-	r = catalog_query_entries(cat, ST_NODE_ENTRY, st, &l, err);
-	if (r < 0)
-		return r;
-	if (l.n != 1) {
-		size_t n = l.n;
-
-		strata_entry_list_release(&l);
-		if (n > 1)
-			return catalog_corrupt(cat, err, "node %lld: several versions live in snapshot %lld",
-					       (long long)node, (long long)snap);
+	r = query_one(cat, ST_NODE_ENTRY, st, ret, err);
+	if (r == 2)
+		return catalog_corrupt(cat, err, "node %lld: several versions live in snapshot %lld",
+				       (long long)node, (long long)snap);
+	if (r == 0)
 		return strata_error_set(err, -ENOENT, STRATA_ERR_NOT_FOUND,
 					"catalog '%s': node %lld is not in snapshot %lld", cat->path,
 					(long long)node, (long long)snap);
-	}
-	*ret = l;
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 int strata_catalog_version_entry(struct strata_catalog *cat, int64_t version,
 				 struct strata_entry_list *ret, struct strata_error *err)
 {
-	struct strata_entry_list l = { 0 };
 	sqlite3_stmt *st;
 	int r;
 
@@ -622,17 +636,14 @@ int strata_catalog_version_entry(struct strata_catalog *cat, int64_t version,
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, version);
-	r = catalog_query_entries(cat, ST_VERSION_ENTRY, st, &l, err);
-	if (r < 0)
-		return r;
-	if (l.n != 1) {
-		strata_entry_list_release(&l);
+	r = query_one(cat, ST_VERSION_ENTRY, st, ret, err);
+	if (r == 2)
+		return catalog_corrupt(cat, err, "version %lld: several rows", (long long)version);
+	if (r == 0)
 		return strata_error_set(err, -ENOENT, STRATA_ERR_NOT_FOUND,
 					"catalog '%s': version %lld is in no snapshot", cat->path,
 					(long long)version);
-	}
-	*ret = l;
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 int strata_catalog_resolve(struct strata_catalog *cat, int64_t set_id, int64_t snap, const char *path,
