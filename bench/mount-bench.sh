@@ -13,6 +13,8 @@
 #   diff      `diff -r` of two mounted snapshots (full, then after
 #             bench/mutate.sh), fresh mount, page cache dropped
 #   rss       peak RSS of the mount process (VmHWM) at the end
+#   ready100  strata only: mount ready (as 'ready', page cache dropped) on a
+#             repository of 100 snapshots of a small tree (median of 3)
 #   A step that runs longer than MB_STEP_TIMEOUT (default 300 s) reports
 #   ">N" (archivemount reads a 100 MiB file at < 0.33 MiB/s).
 #   flat      strata only: peak RSS after `find` + reading every file, with
@@ -21,7 +23,7 @@
 # Environment: BENCH_DIR (default bench/work; this script works in
 # BENCH_DIR/mount), BENCH_SCALE (default 1), STRATA (default
 # build/cli/strata), MB_SMALL (default 1000), MB_SKIP="restic borg
-# archivemount flat" to leave tools or steps out.  Run as root (cache drop,
+# archivemount flat ready100" to leave tools or steps out.  Run as root (cache drop,
 # FUSE).  Writes BENCH_DIR/mount/results.md and prints it.
 # shellcheck disable=SC2010,SC2016 # snapshot names are [0-9A-Za-z.-]; bash -c scripts take their arguments positionally
 set -uo pipefail
@@ -223,6 +225,37 @@ zstd -dc "$W/disk.img.zst" >/dev/null
 R[zstd.seq]=$(awk -v m="$(($(stat -c %s "$TREE/data/images/disk.img") / 1048576))" \
 	-v s="$(secs "$t0" "$(now)")" 'BEGIN { printf "%.0f", m / s }')
 
+# ---- mount ready with 100 snapshots (strata) ----------------------------------
+ready100() {
+	local d=$W/snap100 repo=$W/snap100.repo i t0 level list=()
+	if [[ ! -f $W/done.snap100 ]]; then
+		rm -rf "$d" "$repo"
+		mkdir -p "$d"
+		for ((i = 0; i < 20; i++)); do echo "$i" >"$d/f$i"; done
+		"$STRATA" -r "$repo" init >/dev/null || return
+		for ((i = 0; i < 100; i++)); do
+			echo "$i" >"$d/counter"
+			level=incremental
+			((i)) || level=full
+			"$STRATA" -r "$repo" backup --level "$level" "$d" >/dev/null || return
+		done
+		touch "$W/done.snap100"
+	fi
+	for i in 1 2 3; do
+		umount_all
+		drop
+		t0=$(now)
+		"$STRATA" -r "$repo" mount "$MNT" && ls "$MNT/default" >/dev/null || return
+		list+=("$(secs "$t0" "$(now)")")
+	done
+	umount_all
+	R[strata.ready100]=$(median "${list[@]}")
+}
+if ! skip ready100; then
+	note "ready with 100 snapshots"
+	ready100
+fi
+
 # ---- flat memory: 50,000 vs 500,000 files -----------------------------------
 flat() {
 	local n=$1 d=$W/flat$1 repo=$W/flat$1.repo
@@ -269,6 +302,8 @@ v() { printf '%s' "${R[$1]:-n/a}"; }
 		esac
 		echo "| $l | $(v strata.$k) | $(v restic.$k) | $(v borg.$k) | $(v archivemount.$k) |"
 	done
+	echo
+	echo "strata mount ready, 100 snapshots in the repository (s, median of 3): $(v strata.ready100)"
 	echo
 	echo "strata mount peak RSS with --cache-size 64M after reading every file: $(v flat.50000) MiB (50,000 files), $(v flat.500000) MiB (500,000 files)"
 } | tee "$W/results.md"

@@ -25,6 +25,10 @@
  * and snapshots does. */
 #define FS_TREE_TIMEOUT 86400.0
 #define FS_TOP_TIMEOUT 1.0
+/* The kernel's readahead for the mount (its default is 128 KiB). */
+#define FS_READ_AHEAD_KB 4096
+/* The frame cache budget without options.cache_size. */
+#define FS_DEFAULT_CACHE (256ull << 20)
 /* How often the snapshot list may be reloaded from the catalog. */
 #define FS_POLL_NS (200 * 1000000LL)
 #define FS_RELOAD_NS (1000 * 1000000LL)
@@ -80,14 +84,16 @@ struct fs_file {
 	atomic_bool logged;             /* one log line per open file */
 	atomic_int refs;                /* the open file, plus a read-ahead job */
 	/*
-	 * Reads of one open file run one at a time: the kernel's readahead
-	 * sends several requests into the same frame at once, and each would
-	 * otherwise decompress that frame itself.  Other files read in
-	 * parallel.  Guards next_off and ra_until.
+	 * Reads of one open file run in parallel (the kernel's readahead
+	 * sends several requests at once; the frame cache loads a frame that
+	 * several of them need only once).  The lock guards the read-ahead
+	 * state below only.
 	 */
 	pthread_mutex_t lock;
 	uint64_t next_off;              /* where a sequential read goes on */
-	uint64_t ra_until;              /* read-ahead asked up to here */
+	uint64_t ra_until;              /* decompression asked up to here */
+	uint64_t io_until;              /* disk reads asked up to here */
+	uint64_t drop_until;            /* frames before this left the cache */
 };
 
 struct fs_prefetch {
@@ -95,8 +101,10 @@ struct fs_prefetch {
 	pthread_cond_t cond;
 	pthread_t thread;
 	bool started, stop;
+	uint64_t window;                /* bytes decompressed ahead; within the cache budget */
 	struct fs_file *f;              /* the pending job (a reference), or NULL */
-	uint64_t from, to;
+	uint64_t from, to;              /* decompress these bytes of f */
+	uint64_t io_from, io_to;        /* and first start reading these from disk */
 };
 
 /* ---- the mount --------------------------------------------------------- */
@@ -130,6 +138,12 @@ struct fs {
 
 	atomic_bool detached;
 	int ready_fd;
+
+	/* The catalog file kept mapped (fs_mount.c: catalog warming). */
+	pthread_t warm_thread;
+	bool warm_started;
+	size_t warm_len;         /* bytes to keep; 0: none (over the budget) */
+	void *warm_map;          /* set by the warm thread; joined before it is read */
 };
 
 /* fs_mount.c */
@@ -188,9 +202,13 @@ void fs_file_unref(struct fs_file *f);
 void fs_prefetch_init(struct fs *fs);
 /* Stop the worker and drop a pending job; before the reader is freed. */
 void fs_prefetch_release(struct fs *fs);
-/* Called under f->lock after a read of [off, off+n): on a sequential run,
- * decompress the next frames on the worker thread. */
-void fs_prefetch_hint(struct fs *fs, struct fs_file *f, uint64_t off, size_t n);
+/* Called under f->lock when a read of [off, off+n) starts: on a sequential
+ * run, start reading the next frames from disk and decompress the nearest
+ * of them on the worker thread, and return in [*ret_drop_from,
+ * *ret_drop_to) the bytes the run has left behind, whose frames the caller
+ * drops from the cache (strata_reader_drop) after its read. */
+void fs_prefetch_hint(struct fs *fs, struct fs_file *f, uint64_t off, size_t n,
+		      uint64_t *ret_drop_from, uint64_t *ret_drop_to);
 
 /* ---- handlers (fs_ops.c) ------------------------------------------------- */
 

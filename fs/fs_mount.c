@@ -20,10 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
-#define DEFAULT_CACHE (256ull << 20)
 #define MAX_IO (1u << 20)
 
 int fs_errno(int rc)
@@ -252,6 +253,64 @@ bool fs_snap_find(struct fs *fs, int64_t id, struct fs_snap *ret)
 	return found;
 }
 
+/* ---- the catalog kept in memory ---------------------------------------------- */
+
+/*
+ * restic and borg keep their whole index in process memory; the catalog is
+ * ours.  Once the mount answers, a background thread maps the catalog file
+ * and faults every page in (MAP_POPULATE): the pages then belong to the
+ * mount process (they count in its RSS, a cache drop leaves mapped pages
+ * alone), so lookups and opens after a cold start read no catalog page from
+ * disk.  The mapping is never read: SQLite goes on reading with pread and
+ * finds the pages in memory, and a catalog that shrinks under a running
+ * mount cannot fault.  Only a catalog within a quarter of the cache budget
+ * is kept, and its size comes out of the frame cache's share.
+ */
+static void *warm_main(void *arg)
+{
+	struct fs *fs = arg;
+	int fd = open(fs->catalog_path, O_RDONLY | O_CLOEXEC);
+	void *m;
+
+	if (fd < 0)
+		return NULL;
+	m = mmap(NULL, fs->warm_len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	close(fd);
+	if (m != MAP_FAILED)
+		fs->warm_map = m;
+	return NULL;
+}
+
+/* How much of the budget the catalog takes; sets fs->warm_len. */
+static uint64_t warm_plan(struct fs *fs, uint64_t budget)
+{
+	struct stat st;
+
+	fs->warm_len = 0;
+	if (stat(fs->catalog_path, &st) < 0 || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > budget / 4 || (uint64_t)st.st_size > SIZE_MAX)
+		return 0;
+	fs->warm_len = (size_t)st.st_size;
+	return fs->warm_len;
+}
+
+static void warm_start(struct fs *fs)
+{
+	if (fs->warm_len && !fs->warm_started &&
+	    pthread_create(&fs->warm_thread, NULL, warm_main, fs) == 0)
+		fs->warm_started = true;
+}
+
+static void warm_release(struct fs *fs)
+{
+	if (fs->warm_started)
+		pthread_join(fs->warm_thread, NULL);
+	fs->warm_started = false;
+	if (fs->warm_map)
+		munmap(fs->warm_map, fs->warm_len);
+	fs->warm_map = NULL;
+}
+
 /* ---- readiness and detaching ----------------------------------------------- */
 
 /* Called once, from the INIT handler: the mount answers from now on. */
@@ -279,6 +338,78 @@ void fs_ready(struct fs *fs)
 	}
 	if (fd >= 0) {
 		(void)strata_write_full(fd, "1", 1);
+		close(fd);
+	}
+	warm_start(fs);
+}
+
+/* ---- kernel readahead ----------------------------------------------------- */
+
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/*
+ * Raise the kernel's readahead for this mount to FS_READ_AHEAD_KB: with the
+ * default 128 KiB a sequential reader has one small request in flight at a
+ * time and waits for every round trip; with a few MiB the kernel sends
+ * max_read-sized requests ahead, which the worker threads serve in
+ * parallel.  The knob is the mount's own backing device
+ * (/sys/class/bdi/MAJ:MIN, found in /proc/self/mountinfo: nothing may
+ * touch the mount point itself before the session serves).  'want' is the
+ * mount point's realpath, taken before mounting.  Best effort: only root
+ * may write the knob.
+ */
+static void fs_tune_readahead(struct fs *fs, const char *want)
+{
+	char *line = NULL, dev[32] = "";
+	size_t cap = 0;
+	FILE *f;
+
+	if (!want)
+		return;
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && getline(&line, &cap, f) > 0) {
+		char mdev[32], mnt[PATH_MAX + 1], *fstype = strstr(line, " - ");
+
+		/* id parent MAJ:MIN root mountpoint ... - fstype source options */
+		if (!fstype || strncmp(fstype, " - fuse", 7) ||
+		    sscanf(line, "%*s %*s %31s %*s %4096s", mdev, mnt) != 2)
+			continue;
+		unescape_octal(mnt);
+		if (!strcmp(mnt, want))
+			snprintf(dev, sizeof(dev), "%s", mdev);  /* the last one is on top */
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	if (*dev) {
+		char path[64], cur[32] = "";
+		int fd;
+
+		snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (read(fd, cur, sizeof(cur) - 1) > 0 && strtol(cur, NULL, 10) < FS_READ_AHEAD_KB) {
+			int k = snprintf(cur, sizeof(cur), "%d", FS_READ_AHEAD_KB);
+
+			if (pwrite(fd, cur, (size_t)k, 0) != k && fs->opts.debug)
+				fs_log(fs, "cannot raise the readahead of %s", path);
+		}
 		close(fd);
 	}
 }
@@ -326,6 +457,7 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 static void fs_release_state(struct fs *fs)
 {
 	fs_prefetch_release(fs);  /* its worker may hold a pooled handle */
+	warm_release(fs);
 	for (size_t i = 0; i < fs->pool_free; i++)
 		strata_catalog_close(fs->pool[i]);
 	free(fs->pool);
@@ -413,6 +545,8 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	struct fuse_args args;
 	struct fuse_loop_config *lcfg = NULL;
 	bool handlers = false, mounted = false;
+	char *mnt_real = NULL;
+	uint64_t budget;
 	int rc;
 
 	rc = fs_init_state(&fs, repo, catalog_path, opts, err);
@@ -435,7 +569,17 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	 */
 	mallopt(M_ARENA_MAX, 2);
 	mallopt(M_TRIM_THRESHOLD, 1 << 20);
-	rc = strata_frame_cache_new(opts->cache_size ? opts->cache_size : DEFAULT_CACHE, &fs.cache);
+	/*
+	 * Setting the trim threshold also freezes the mmap threshold at 128
+	 * KiB, which made every decompressed frame and every compressed
+	 * input buffer a fresh mmap: a page fault per 4 KiB copied, a third
+	 * of a cold sequential read's CPU time.  Frames come from the heap,
+	 * where freed ones are reused.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 2 * STRATA_FRAME_MAX);
+	budget = opts->cache_size ? opts->cache_size : FS_DEFAULT_CACHE;
+	budget -= warm_plan(&fs, budget);
+	rc = strata_frame_cache_new(budget, &fs.cache);
 	if (rc < 0) {
 		strata_error_set(err, rc, STRATA_ERR_INTERNAL, "cannot create the frame cache");
 		goto out;
@@ -465,6 +609,7 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		goto out;
 	}
 	handlers = true;
+	mnt_real = realpath(opts->mountpoint, NULL);
 	if (fuse_session_mount(fs.se, opts->mountpoint) != 0) {
 		char q[512];
 
@@ -475,6 +620,7 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		goto out;
 	}
 	mounted = true;
+	fs_tune_readahead(&fs, mnt_real);
 
 	lcfg = fuse_loop_cfg_create();
 	if (!lcfg) {
@@ -484,7 +630,8 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	/* A few threads more than handles, for requests that need none
 	 * (forget, release, statfs, xattrs of the top level). */
 	fuse_loop_cfg_set_max_threads(lcfg, (unsigned)fs.pool_max + 4);
-	fuse_loop_cfg_set_idle_threads(lcfg, (unsigned)fs.pool_max);
+	/* Idle workers stay: a new thread faults in its buffers again. */
+	fuse_loop_cfg_set_idle_threads(lcfg, (unsigned)fs.pool_max + 4);
 	fuse_loop_cfg_set_clone_fd(lcfg, 0);
 	rc = fuse_session_loop_mt(fs.se, lcfg);
 	/* An unmount ends the loop with 0, SIGINT/SIGTERM/SIGHUP with the
@@ -496,6 +643,7 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	}
 	rc = 0;
 out:
+	free(mnt_real);
 	fuse_loop_cfg_destroy(lcfg);
 	if (mounted)
 		fuse_session_unmount(fs.se);

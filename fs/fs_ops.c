@@ -253,6 +253,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_CACHE_SYMLINKS;  /* latest moves */
 	conn->max_write = MAX_IO;  /* also raises max_pages, so reads may be 1 MiB */
 	conn->max_read = MAX_IO;
+	/* The kernel takes the smaller of this and the mount's readahead,
+	 * which fs_mount.c raised before serving (its INIT offer is the old
+	 * 128 KiB). */
+	conn->max_readahead = FS_READ_AHEAD_KB * 1024;
 	if (conn->max_background < 64)
 		conn->max_background = 64;
 	conn->time_gran = 1;
@@ -966,8 +970,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 	struct strata_catalog *cat = NULL;
 	struct strata_error err;
+	/* Frames the reply is sent from, in place (a non-sparse file). */
+	struct strata_frame_view v[32];
+	struct iovec iov[32];
+	unsigned nv = 0;
 	uint8_t *buf = NULL;
 	size_t got = 0, n;
+	uint64_t drop_from, drop_to;
 	int64_t r = 0;
 
 	(void)ino;
@@ -982,24 +991,51 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	n = size > MAX_IO ? MAX_IO : size;
 	if (n > f->e->size - (uint64_t)off)
 		n = (size_t)(f->e->size - (uint64_t)off);
-	buf = read_buffer();
 	cat = fs_cat_get(fs);
-	if (!buf || !cat) {
-		fuse_reply_err(req, buf ? EIO : ENOMEM);
+	if (!cat) {
+		fuse_reply_err(req, EIO);
 		goto out;
 	}
 	strata_error_init(&err);
+	/* Hint first: the worker starts on the next frames while this read
+	 * decompresses its own. */
 	pthread_mutex_lock(&f->lock);
-	while (got < n) {
+	fs_prefetch_hint(fs, f, (uint64_t)off, n, &drop_from, &drop_to);
+	pthread_mutex_unlock(&f->lock);
+	/*
+	 * Reply from the cached frames themselves (no copy into a buffer);
+	 * a sparse file, or a range over more frames than v holds, is copied
+	 * into this thread's buffer instead.
+	 */
+	while (!f->e->sparse_len && got < n && nv < sizeof(v) / sizeof(v[0])) {
+		r = strata_reader_view(fs->reader, cat, f->e, (uint64_t)off + got, n - got, &v[nv],
+				       &err);
+		if (r <= 0)
+			break;
+		iov[nv].iov_base = (void *)v[nv].data;
+		iov[nv].iov_len = v[nv].len;
+		nv++;
+		got += (size_t)r;
+	}
+	if (r >= 0 && got < n) {
+		while (nv)
+			strata_frame_view_release(&v[--nv]);
+		got = 0;
+		buf = read_buffer();
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			goto out;
+		}
+	}
+	while (buf && got < n) {
 		r = strata_reader_pread(fs->reader, cat, f->e, buf + got, n - got,
 					(uint64_t)off + got, &err);
 		if (r <= 0)
 			break;
 		got += (size_t)r;
 	}
-	if (r >= 0 && got)
-		fs_prefetch_hint(fs, f, (uint64_t)off, got);
-	pthread_mutex_unlock(&f->lock);
+	if (drop_from < drop_to)
+		strata_reader_drop(fs->reader, cat, f->e, drop_from, drop_to - drop_from);
 	if (r < 0) {
 		bool was = false;
 
@@ -1012,8 +1048,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, fs_errno((int)r) == ENOMEM ? ENOMEM : EIO);
 		goto out;
 	}
-	fuse_reply_buf(req, (const char *)buf, got);
+	if (buf)
+		fuse_reply_buf(req, (const char *)buf, got);
+	else
+		fuse_reply_iov(req, iov, (int)nv);
 out:
+	while (nv)
+		strata_frame_view_release(&v[--nv]);
 	fs_cat_put(fs, cat);
 }
 

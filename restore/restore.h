@@ -48,6 +48,36 @@ int64_t strata_reader_pread(struct strata_reader *rd, struct strata_catalog *cat
 			    const struct strata_entry *e, void *buf, size_t n, uint64_t off,
 			    struct strata_error *err);
 
+/*
+ * Entry e's content at off in place, without copying: up to n bytes, fewer
+ * where a frame ends, in *ret (release with strata_frame_view_release).
+ * Returns the bytes viewed (0 at EOF), -ENOTSUP for a sparse file (use
+ * strata_reader_pread), or an error as strata_reader_pread.
+ */
+int64_t strata_reader_view(struct strata_reader *rd, struct strata_catalog *cat,
+			   const struct strata_entry *e, uint64_t off, size_t n,
+			   struct strata_frame_view *ret, struct strata_error *err);
+
+/*
+ * Bytes [off, off + n) of entry e's content will be read soon.  decompress
+ * false: start reading their compressed frames from disk in the background
+ * and return at once; true: decompress those frames into the shared cache
+ * on the calling thread (frames cached or being loaded by another thread
+ * are skipped).  A no-op for sparse files.  Best effort: errors are left
+ * for the read that needs the bytes.
+ */
+void strata_reader_prefetch(struct strata_reader *rd, struct strata_catalog *cat,
+			    const struct strata_entry *e, uint64_t off, uint64_t n,
+			    bool decompress);
+
+/*
+ * Bytes [off, off + n) of entry e's content will not be read again soon:
+ * drop the frames that hold only them from the shared cache (a no-op for
+ * sparse files).
+ */
+void strata_reader_drop(struct strata_reader *rd, struct strata_catalog *cat,
+			const struct strata_entry *e, uint64_t off, uint64_t n);
+
 /* ---- restore ---------------------------------------------------------- */
 
 struct strata_restore_options {

@@ -147,3 +147,58 @@ int64_t strata_reader_pread(struct strata_reader *rd, struct strata_catalog *cat
 	return (int64_t)n;
 }
 
+int64_t strata_reader_view(struct strata_reader *rd, struct strata_catalog *cat,
+			   const struct strata_entry *e, uint64_t off, size_t n,
+			   struct strata_frame_view *ret, struct strata_error *err)
+{
+	struct strata_archive_reader *ar = NULL;
+	int rc;
+
+	memset(ret, 0, sizeof(*ret));
+	if (e->type != STRATA_T_REG || off >= e->size || n == 0)
+		return 0;
+	if (e->sparse_len)
+		return -ENOTSUP;
+	if (n > e->size - off)
+		n = (size_t)(e->size - off);
+	if (e->archive == 0)
+		return strata_error_set(err, -EBADMSG, STRATA_ERR_CORRUPT,
+					"catalog: file of %llu bytes has no archive",
+					(unsigned long long)e->size);
+	rc = reader_get(rd, cat, e->archive, &ar, err);
+	if (rc < 0)
+		return rc;
+	rc = strata_archive_reader_view(ar, e->data_offset + off, n, ret, err);
+	return rc < 0 ? rc : (int64_t)ret->len;
+}
+
+void strata_reader_prefetch(struct strata_reader *rd, struct strata_catalog *cat,
+			    const struct strata_entry *e, uint64_t off, uint64_t n,
+			    bool decompress)
+{
+	struct strata_archive_reader *ar = NULL;
+
+	if (e->type != STRATA_T_REG || e->sparse_len || e->archive == 0 || off >= e->size || !n)
+		return;
+	if (n > e->size - off)
+		n = e->size - off;
+	if (reader_get(rd, cat, e->archive, &ar, NULL) < 0)
+		return;
+	if (decompress)
+		strata_archive_reader_prefetch(ar, e->data_offset + off, n);
+	else
+		strata_archive_reader_willneed(ar, e->data_offset + off, n);
+}
+
+void strata_reader_drop(struct strata_reader *rd, struct strata_catalog *cat,
+			const struct strata_entry *e, uint64_t off, uint64_t n)
+{
+	struct strata_archive_reader *ar = NULL;
+
+	if (e->type != STRATA_T_REG || e->sparse_len || e->archive == 0 || off >= e->size || !n)
+		return;
+	if (n > e->size - off)
+		n = e->size - off;
+	if (reader_get(rd, cat, e->archive, &ar, NULL) == 0)
+		strata_archive_reader_drop(ar, e->data_offset + off, n);
+}

@@ -223,6 +223,31 @@ const uint8_t *strata_archive_reader_id(const struct strata_archive_reader *r);
 int strata_archive_reader_pread(struct strata_archive_reader *r, void *buf, size_t n, uint64_t off,
 				struct strata_error *err);
 
+/*
+ * Stream bytes in place, for a caller that passes them on without copying
+ * them (the FUSE driver replies straight from the frame cache).  Holds the
+ * frame until released.
+ */
+struct strata_frame_view {
+	const uint8_t *data;
+	size_t len;
+	/* internal */
+	struct strata_frame_cache *cache_;
+	struct strata_cache_entry *entry_;
+	uint8_t *private_;
+};
+
+/*
+ * View the bytes at stream offset off: up to n of them, fewer where the
+ * frame holding off ends.  The frame is loaded and verified like pread and
+ * errors are pread's.  The view (ret->data, ret->len) stays valid until
+ * strata_frame_view_release, also after the reader is closed.
+ */
+int strata_archive_reader_view(struct strata_archive_reader *r, uint64_t off, size_t n,
+			       struct strata_frame_view *ret, struct strata_error *err);
+/* Release a view (a zeroed one is fine); zeroes it. */
+void strata_frame_view_release(struct strata_frame_view *v);
+
 /* Open, authenticate and decompress frame i without caching it (verify). */
 int strata_archive_reader_check_frame(struct strata_archive_reader *r, uint32_t i,
 				      struct strata_error *err);
@@ -233,6 +258,29 @@ int strata_archive_reader_check_frame(struct strata_archive_reader *r, uint32_t 
  * effort; never fails.
  */
 void strata_archive_reader_readahead(struct strata_archive_reader *r, uint64_t off, unsigned count);
+
+/*
+ * Bytes [off, off + n) of the stream will be read soon: ask the kernel to
+ * start reading the compressed frames that hold them (posix_fadvise
+ * WILLNEED); returns at once.  Best effort.
+ */
+void strata_archive_reader_willneed(struct strata_archive_reader *r, uint64_t off, uint64_t n);
+
+/*
+ * Decompress the frames holding [off, off + n) into the shared cache on
+ * the calling thread, skipping those already cached and those another
+ * thread is loading (never waits for one).  A no-op with a private cache.
+ * Best effort: errors are left for the pread that needs the frame.
+ */
+void strata_archive_reader_prefetch(struct strata_archive_reader *r, uint64_t off, uint64_t n);
+
+/*
+ * The frames wholly inside [off, off + n) will not be read again soon (a
+ * streaming reader has passed them and the kernel caches what it got):
+ * take them out of the shared cache, so their memory serves the next
+ * frames instead of new pages.  Readers still copying keep theirs alive.
+ */
+void strata_archive_reader_drop(struct strata_archive_reader *r, uint64_t off, uint64_t n);
 
 /* SHA-256 of a whole file in dirfd (verify compares it with the catalog). */
 int strata_file_sha256(int dirfd, const char *name, uint8_t out[32], uint64_t *ret_size,

@@ -6,7 +6,10 @@
  * (archive id, frame index), under one mutex.  Entries are refcounted: an
  * entry evicted while a reader still copies from it leaves the table at
  * once (its bytes stop counting against the budget) and is freed by the
- * last strata_frame_cache_put.
+ * last strata_frame_cache_put.  A frame being loaded has a claim on the
+ * cache's loading list: a reader that misses on a claimed frame waits for
+ * that load instead of decompressing the frame a second time, and
+ * prefetching skips it (single flight).
  *
  * Reader.  Any number of threads may call pread: the frame table is
  * immutable after open, decompression contexts come from a small locked
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,11 +35,40 @@
 
 #define CACHE_BUDGET_DEFAULT (64ull << 20)
 #define DCTX_POOL_MAX 64
+#define CACHE_SPARES 8                 /* buffers of freed frames kept */
+#define CACHE_SPARE_MAX (8u << 20)     /* their bytes, at most (and budget / 8) */
+#define CACHE_INBUFS 4                 /* compressed-input buffers kept */
 
 /* ---- frame cache ------------------------------------------------------------ */
 
+/* A frame some thread is loading (it lives on that thread's stack). */
+struct cache_claim {
+	uint8_t id[STRATA_ARCHIVE_ID_LEN];
+	uint32_t index;
+	struct cache_claim *next;
+};
+
+struct cache_buf {
+	uint8_t *p;
+	size_t cap;
+};
+
 struct strata_frame_cache {
 	pthread_mutex_t lock;
+	pthread_cond_t loaded;                 /* broadcast when a claim ends */
+	struct cache_claim *claims;            /* frames being loaded, not yet in the table */
+	/*
+	 * Buffers kept for the next loads: the data of freed frames, and the
+	 * compressed input of finished loads.  A streaming read then reuses
+	 * memory instead of faulting in new pages (a page fault per 4 KiB
+	 * was a third of a cold sequential read's CPU time).  Bounded by
+	 * CACHE_SPARE_MAX and CACHE_INBUFS; not counted in 'used'.
+	 */
+	struct cache_buf spare[CACHE_SPARES];
+	unsigned nspare;
+	uint64_t spare_bytes, spare_max;
+	struct cache_buf inbuf[CACHE_INBUFS];
+	unsigned ninbuf;
 	uint64_t budget;
 	uint64_t used;
 	uint64_t count;
@@ -54,12 +87,19 @@ int strata_frame_cache_new(uint64_t budget, struct strata_frame_cache **ret)
 	if (!c)
 		return -ENOMEM;
 	c->budget = budget ? budget : CACHE_BUDGET_DEFAULT;
+	c->spare_max = c->budget / 8 < CACHE_SPARE_MAX ? c->budget / 8 : CACHE_SPARE_MAX;
 	want = c->budget / (64u << 10);
 	c->nbuckets = 64;
 	while (c->nbuckets < want && c->nbuckets < (1u << 20))
 		c->nbuckets <<= 1;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
 	if (!c->buckets || pthread_mutex_init(&c->lock, NULL)) {
+		free(c->buckets);
+		free(c);
+		return -ENOMEM;
+	}
+	if (pthread_cond_init(&c->loaded, NULL)) {
+		pthread_mutex_destroy(&c->lock);
 		free(c->buckets);
 		free(c);
 		return -ENOMEM;
@@ -101,9 +141,90 @@ static void cache_lru_push(struct strata_frame_cache *c, struct strata_cache_ent
 	c->lru_head = e;
 }
 
-static void cache_entry_free(struct strata_cache_entry *e)
+/* Keep a freed frame's buffer for a later load, or free it.  c->lock held. */
+static void cache_spare_put(struct strata_frame_cache *c, uint8_t *p, size_t cap)
 {
-	free(e->data);
+	if (p && c->nspare < CACHE_SPARES && c->spare_bytes + cap <= c->spare_max) {
+		c->spare[c->nspare++] = (struct cache_buf){ p, cap };
+		c->spare_bytes += cap;
+		return;
+	}
+	free(p);
+}
+
+/*
+ * malloc for a frame-sized buffer.  New memory is populated with one call
+ * instead of a page fault per 4 KiB as the decompressor first writes it:
+ * on a virtual machine a fault costs more than decompressing the page.
+ */
+static uint8_t *frame_alloc(size_t size)
+{
+	uint8_t *p = malloc(size);
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t a, b;
+
+	if (!p || size < (64u << 10))
+		return p;
+	a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	b = ((uintptr_t)p + size) & ~(uintptr_t)4095;
+	if (a < b)
+		(void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#endif
+	return p;
+}
+
+/* A buffer for a frame of 'size' bytes: a kept one of about that size, or a new one. */
+static uint8_t *cache_spare_get(struct strata_frame_cache *c, size_t size)
+{
+	uint8_t *p = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	for (unsigned k = 0; k < c->nspare; k++) {
+		if (c->spare[k].cap >= size && c->spare[k].cap - size <= size / 8 + 4096) {
+			p = c->spare[k].p;
+			c->spare_bytes -= c->spare[k].cap;
+			c->spare[k] = c->spare[--c->nspare];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return p ? p : frame_alloc(size);
+}
+
+/* A buffer of at least 'size' bytes for compressed input; *cap is its size. */
+static uint8_t *cache_inbuf_get(struct strata_frame_cache *c, size_t size, size_t *cap)
+{
+	struct cache_buf b = { NULL, 0 };
+
+	pthread_mutex_lock(&c->lock);
+	if (c->ninbuf)
+		b = c->inbuf[--c->ninbuf];
+	pthread_mutex_unlock(&c->lock);
+	if (b.cap < size) {
+		free(b.p);
+		b.cap = size;
+		b.p = frame_alloc(size);
+	}
+	*cap = b.cap;
+	return b.p;
+}
+
+static void cache_inbuf_put(struct strata_frame_cache *c, uint8_t *p, size_t cap)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (c->ninbuf < CACHE_INBUFS) {
+		c->inbuf[c->ninbuf++] = (struct cache_buf){ p, cap };
+		p = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(p);
+}
+
+static void cache_entry_free(struct strata_frame_cache *c, struct strata_cache_entry *e)
+{
+	cache_spare_put(c, e->data, e->size);
 	free(e);
 }
 
@@ -121,7 +242,25 @@ static void cache_remove(struct strata_frame_cache *c, struct strata_cache_entry
 	c->used -= e->size;
 	c->count--;
 	if (!e->refs)
-		cache_entry_free(e);
+		cache_entry_free(c, e);
+}
+
+/* The entry for (id, index), referenced and made most recent; NULL on a miss.  c->lock held. */
+static struct strata_cache_entry *cache_lookup(struct strata_frame_cache *c,
+					       const uint8_t id[STRATA_ARCHIVE_ID_LEN],
+					       uint32_t index)
+{
+	struct strata_cache_entry *e;
+
+	for (e = c->buckets[cache_hash(c, id, index)]; e; e = e->hnext)
+		if (e->key_index == index && !memcmp(e->key_id, id, STRATA_ARCHIVE_ID_LEN))
+			break;
+	if (e) {
+		e->refs++;
+		cache_lru_unlink(c, e);
+		cache_lru_push(c, e);
+	}
+	return e;
 }
 
 struct strata_cache_entry *strata_frame_cache_get(struct strata_frame_cache *c,
@@ -131,16 +270,68 @@ struct strata_cache_entry *strata_frame_cache_get(struct strata_frame_cache *c,
 	struct strata_cache_entry *e;
 
 	pthread_mutex_lock(&c->lock);
-	for (e = c->buckets[cache_hash(c, id, index)]; e; e = e->hnext)
-		if (e->key_index == index && !memcmp(e->key_id, id, STRATA_ARCHIVE_ID_LEN))
-			break;
-	if (e) {
-		e->refs++;
-		cache_lru_unlink(c, e);
-		cache_lru_push(c, e);
-	}
+	e = cache_lookup(c, id, index);
 	pthread_mutex_unlock(&c->lock);
 	return e;
+}
+
+enum { CLAIM_HIT, CLAIM_LOAD, CLAIM_BUSY };
+
+/*
+ * Frame (id, index) of 'size' bytes: CLAIM_HIT with a referenced entry in
+ * *ret, or CLAIM_LOAD with 'cl' on the loading list (the caller loads the
+ * frame, inserts it, then calls cache_unclaim).  When another thread is
+ * loading it: with 'wait', wait for that load to end and look again; else
+ * CLAIM_BUSY.  An entry of another size under the key is a miss.
+ */
+static int cache_claim(struct strata_frame_cache *c, const uint8_t id[STRATA_ARCHIVE_ID_LEN],
+		       uint32_t index, uint32_t size, bool wait, struct cache_claim *cl,
+		       struct strata_cache_entry **ret)
+{
+	struct strata_cache_entry *e;
+	struct cache_claim *o;
+
+	*ret = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		e = cache_lookup(c, id, index);
+		if (e && e->size == size) {
+			pthread_mutex_unlock(&c->lock);
+			*ret = e;
+			return CLAIM_HIT;
+		}
+		if (e)
+			e->refs--;   /* a stale size: load and replace it */
+		for (o = c->claims; o; o = o->next)
+			if (o->index == index && !memcmp(o->id, id, STRATA_ARCHIVE_ID_LEN))
+				break;
+		if (!o)
+			break;
+		if (!wait) {
+			pthread_mutex_unlock(&c->lock);
+			return CLAIM_BUSY;
+		}
+		pthread_cond_wait(&c->loaded, &c->lock);
+	}
+	memcpy(cl->id, id, STRATA_ARCHIVE_ID_LEN);
+	cl->index = index;
+	cl->next = c->claims;
+	c->claims = cl;
+	pthread_mutex_unlock(&c->lock);
+	return CLAIM_LOAD;
+}
+
+/* End a claim (the frame is in the table, or its load failed) and wake the waiters. */
+static void cache_unclaim(struct strata_frame_cache *c, struct cache_claim *cl)
+{
+	struct cache_claim **pp;
+
+	pthread_mutex_lock(&c->lock);
+	for (pp = &c->claims; *pp != cl; pp = &(*pp)->next)
+		;
+	*pp = cl->next;
+	pthread_cond_broadcast(&c->loaded);
+	pthread_mutex_unlock(&c->lock);
 }
 
 struct strata_cache_entry *strata_frame_cache_insert(struct strata_frame_cache *c,
@@ -198,7 +389,7 @@ void strata_frame_cache_put(struct strata_frame_cache *c, struct strata_cache_en
 	pthread_mutex_lock(&c->lock);
 	e->refs--;
 	if (!e->refs && !e->in_table)
-		cache_entry_free(e);
+		cache_entry_free(c, e);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -220,6 +411,11 @@ void strata_frame_cache_free(struct strata_frame_cache *c)
 		return;
 	while (c->lru_tail)
 		cache_remove(c, c->lru_tail);
+	while (c->nspare)
+		free(c->spare[--c->nspare].p);
+	while (c->ninbuf)
+		free(c->inbuf[--c->ninbuf].p);
+	pthread_cond_destroy(&c->loaded);
 	pthread_mutex_destroy(&c->lock);
 	free(c->buckets);
 	free(c);
@@ -547,11 +743,11 @@ static int reader_load(struct strata_archive_reader *r, uint32_t i, uint8_t **re
 	uint8_t *in = NULL, *out = NULL;
 	ZSTD_DCtx *d = NULL;
 	unsigned long long fcs;
-	size_t zlen = f->csize, got;
+	size_t zlen = f->csize, got, incap = 0;
 	int rc;
 
-	in = malloc(f->csize);
-	out = malloc(f->usize);
+	in = cache_inbuf_get(r->cache, f->csize, &incap);
+	out = cache_spare_get(r->cache, f->usize);
 	if (!in || !out) {
 		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		goto out;
@@ -627,7 +823,7 @@ static int reader_load(struct strata_archive_reader *r, uint32_t i, uint8_t **re
 out:
 	if (d)
 		reader_dctx_put(r, d);
-	free(in);
+	cache_inbuf_put(r->cache, in, incap);
 	free(out);
 	return rc;
 }
@@ -654,21 +850,23 @@ static int reader_frame_get(struct strata_archive_reader *r, uint32_t i,
 			    struct strata_error *err)
 {
 	struct strata_cache_entry *e;
+	struct cache_claim cl;
 	uint8_t *data;
 	int rc;
 
 	*ret = NULL;
 	*ret_private = NULL;
-	e = strata_frame_cache_get(r->cache, r->id, i);
-	if (e && e->size == r->frames[i].usize) {
+	if (cache_claim(r->cache, r->id, i, r->frames[i].usize, true, &cl, &e) == CLAIM_HIT) {
 		*ret = e;
 		return 0;
 	}
-	strata_frame_cache_put(r->cache, e);
 	rc = reader_load(r, i, &data, err);
-	if (rc < 0)
+	if (rc < 0) {
+		cache_unclaim(r->cache, &cl);
 		return rc;
+	}
 	e = strata_frame_cache_insert(r->cache, r->id, i, data, r->frames[i].usize);
+	cache_unclaim(r->cache, &cl);
 	if (!e || e->size != r->frames[i].usize) {
 		strata_frame_cache_put(r->cache, e);
 		/* no memory for a cache entry, or another size under our key: go around the cache */
@@ -719,6 +917,45 @@ int strata_archive_reader_pread(struct strata_archive_reader *r, void *buf, size
 	return rc;
 }
 
+int strata_archive_reader_view(struct strata_archive_reader *r, uint64_t off, size_t n,
+			       struct strata_frame_view *ret, struct strata_error *err)
+{
+	const struct strata_frame *f;
+	struct strata_cache_entry *e;
+	uint8_t *priv;
+	uint32_t i;
+	int rc;
+
+	memset(ret, 0, sizeof(*ret));
+	if (off > r->stream_size || n > r->stream_size - off)
+		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
+					"archive '%s': read past the end (offset %llu, %zu bytes)",
+					r->name, (unsigned long long)off, n);
+	if (!n)
+		return 0;
+	i = reader_find(r, off);
+	f = &r->frames[i];
+	rc = reader_frame_get(r, i, &e, &priv, err);
+	if (rc < 0)
+		return rc;
+	ret->data = (e ? e->data : priv) + (off - f->uoffset);
+	ret->len = f->usize - (off - f->uoffset);
+	if (ret->len > n)
+		ret->len = n;
+	ret->cache_ = r->cache;
+	ret->entry_ = e;
+	ret->private_ = priv;
+	return 0;
+}
+
+void strata_frame_view_release(struct strata_frame_view *v)
+{
+	if (v->entry_)
+		strata_frame_cache_put(v->cache_, v->entry_);
+	free(v->private_);
+	memset(v, 0, sizeof(*v));
+}
+
 int strata_archive_reader_check_frame(struct strata_archive_reader *r, uint32_t i,
 				      struct strata_error *err)
 {
@@ -732,6 +969,88 @@ int strata_archive_reader_check_frame(struct strata_archive_reader *r, uint32_t 
 	if (rc == 0)
 		free(data);
 	return rc;
+}
+
+/*
+ * Load frame i into the cache unless it is there or another thread is
+ * loading it; never waits for another load.  Returns a referenced entry or
+ * NULL.  Errors are left for the pread that needs the frame.
+ */
+static struct strata_cache_entry *reader_prefetch_frame(struct strata_archive_reader *r, uint32_t i)
+{
+	struct strata_cache_entry *e;
+	struct cache_claim cl;
+	uint8_t *data;
+
+	if (cache_claim(r->cache, r->id, i, r->frames[i].usize, false, &cl, &e) != CLAIM_LOAD)
+		return e;
+	if (reader_load(r, i, &data, NULL) == 0)
+		e = strata_frame_cache_insert(r->cache, r->id, i, data, r->frames[i].usize);
+	cache_unclaim(r->cache, &cl);
+	return e;
+}
+
+/* The frames holding [off, off + n), clipped to the stream; false when empty. */
+static bool reader_span(const struct strata_archive_reader *r, uint64_t off, uint64_t n,
+			uint32_t *first, uint32_t *last)
+{
+	if (!n || off >= r->stream_size)
+		return false;
+	if (n > r->stream_size - off)
+		n = r->stream_size - off;
+	*first = reader_find(r, off);
+	*last = reader_find(r, off + n - 1);
+	return true;
+}
+
+void strata_archive_reader_willneed(struct strata_archive_reader *r, uint64_t off, uint64_t n)
+{
+	uint64_t from, to;
+	uint32_t a, b;
+
+	if (!reader_span(r, off, n, &a, &b))
+		return;
+	from = r->frames[a].coffset;
+	to = r->frames[b].coffset + r->frames[b].csize;
+	(void)posix_fadvise(r->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+}
+
+void strata_archive_reader_prefetch(struct strata_archive_reader *r, uint64_t off, uint64_t n)
+{
+	uint32_t a, b;
+
+	/* a private one-frame cache would only evict the frame being read */
+	if (r->own_cache || !reader_span(r, off, n, &a, &b))
+		return;
+	for (uint32_t i = a; i <= b; i++)
+		strata_frame_cache_put(r->cache, reader_prefetch_frame(r, i));
+}
+
+void strata_archive_reader_drop(struct strata_archive_reader *r, uint64_t off, uint64_t n)
+{
+	struct strata_frame_cache *c = r->cache;
+	uint32_t a, b;
+
+	if (r->own_cache || !reader_span(r, off, n, &a, &b))
+		return;
+	/* only frames wholly inside the range */
+	if (r->frames[a].uoffset < off)
+		a++;
+	if (off + n < r->frames[b].uoffset + r->frames[b].usize) {
+		if (b == 0)
+			return;
+		b--;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = a; i <= b && a <= b; i++) {
+		struct strata_cache_entry *e = cache_lookup(c, r->id, i);
+
+		if (e) {
+			e->refs--;
+			cache_remove(c, e);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void *reader_readahead_main(void *arg)
@@ -749,15 +1068,7 @@ static void *reader_readahead_main(void *arg)
 			break;
 		i = r->ra_next++;
 		pthread_mutex_unlock(&r->lock);
-		e = strata_frame_cache_get(r->cache, r->id, i);
-		if (!e) {
-			uint8_t *data;
-
-			/* errors are reported by the pread that needs the frame */
-			if (reader_load(r, i, &data, NULL) == 0)
-				e = strata_frame_cache_insert(r->cache, r->id, i, data,
-							      r->frames[i].usize);
-		}
+		e = reader_prefetch_frame(r, i);
 		strata_frame_cache_put(r->cache, e);
 		pthread_mutex_lock(&r->lock);
 	}

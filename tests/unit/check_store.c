@@ -685,6 +685,90 @@ START_TEST(test_reader_threads)
 }
 END_TEST
 
+/* Views, prefetch and drop: the FUSE driver's in-place reads and read-ahead. */
+START_TEST(test_reader_views)
+{
+	struct strata_archive_info info;
+	struct strata_archive_reader *r;
+	struct strata_frame_cache *cache;
+	struct strata_error err = { 0 };
+	struct strata_frame_view v, held;
+	const struct strata_frame *f;
+	uint64_t count, x = 5;
+	size_t n = 300000;
+	uint8_t *data = make_data(n, 15);
+	uint32_t nf;
+
+	write_archive(data, n, 16384, 1, key1, false, &info);
+	ck_assert_int_eq(strata_frame_cache_new(4u << 20, &cache), 0);
+	ck_assert_int_eq(strata_archive_reader_open(tmpfd, info.name, key1, NULL, 0, cache, &r,
+						    &err), 0);
+	f = strata_archive_reader_frames(r);
+	nf = strata_archive_reader_nframes(r);
+	ck_assert_uint_ge(nf, 4);
+	for (int i = 0; i < 200; i++) {
+		uint64_t off, len, fend;
+		uint32_t k = 0;
+
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		off = (x >> 17) % n;
+		len = 1 + (x >> 40) % (n - off);
+		ck_assert_int_eq(strata_archive_reader_view(r, off, len, &v, &err), 0);
+		while (k + 1 < nf && f[k + 1].uoffset <= off)
+			k++;
+		fend = f[k].uoffset + f[k].usize;
+		ck_assert_uint_eq(v.len, len < fend - off ? len : fend - off);
+		ck_assert(memcmp(v.data, data + off, v.len) == 0);
+		strata_frame_view_release(&v);
+		ck_assert_ptr_null(v.data);
+	}
+	ck_assert_int_eq(strata_archive_reader_view(r, n, 1, &v, &err), -EINVAL);
+	ck_assert_int_eq(strata_archive_reader_view(r, n, 0, &v, &err), 0);
+	ck_assert_uint_eq(v.len, 0);
+	strata_frame_view_release(&v);
+
+	/* prefetch fills the cache with every frame of the range, drop empties
+	 * it of those wholly inside its range */
+	strata_archive_reader_willneed(r, 0, n);
+	strata_archive_reader_prefetch(r, 0, n);
+	ck_assert_uint_eq(strata_frame_cache_used(cache, &count), n);
+	ck_assert_uint_eq(count, nf);
+	strata_archive_reader_drop(r, f[1].uoffset + 1, f[nf - 1].uoffset - f[1].uoffset - 1);
+	ck_assert_uint_eq(strata_frame_cache_used(cache, &count),
+			  f[0].usize + f[1].usize + f[nf - 1].usize);
+	ck_assert_uint_eq(count, 3);
+	strata_archive_reader_drop(r, 0, n);
+	ck_assert_uint_eq(strata_frame_cache_used(cache, &count), 0);
+	ck_assert_uint_eq(count, 0);
+
+	/* a view outlives its entry's eviction and the reader itself */
+	ck_assert_int_eq(strata_archive_reader_view(r, 10, 100, &held, &err), 0);
+	strata_archive_reader_drop(r, 0, n);
+	strata_archive_reader_close(r);
+	ck_assert(memcmp(held.data, data + 10, 100) == 0);
+	strata_frame_view_release(&held);
+
+	/* a private cache: views work, prefetch and drop do nothing */
+	ck_assert_int_eq(strata_archive_reader_open(tmpfd, info.name, key1, NULL, 0, NULL, &r,
+						    &err), 0);
+	strata_archive_reader_prefetch(r, 0, n);
+	ck_assert_int_eq(strata_archive_reader_view(r, n - 5, 10, &v, &err), -EINVAL);
+	ck_assert_int_eq(strata_archive_reader_view(r, n - 5, 5, &v, &err), 0);
+	ck_assert_uint_eq(v.len, 5);
+	ck_assert(memcmp(v.data, data + n - 5, 5) == 0);
+	ck_assert_int_eq(strata_archive_reader_view(r, 0, n, &held, &err), 0);
+	ck_assert(memcmp(held.data, data, held.len) == 0);
+	strata_archive_reader_drop(r, 0, n);
+	strata_frame_view_release(&v);
+	strata_frame_view_release(&held);
+	strata_archive_reader_close(r);
+
+	strata_frame_cache_free(cache);
+	strata_archive_info_release(&info);
+	free(data);
+}
+END_TEST
+
 START_TEST(test_reader_bad_open)
 {
 	struct strata_archive_reader *r;
@@ -989,6 +1073,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_writer_lifecycle);
 	tcase_add_test(tc, test_writer_sticky);
 	tcase_add_test(tc, test_reader_threads);
+	tcase_add_test(tc, test_reader_views);
 	tcase_add_test(tc, test_reader_bad_open);
 	suite_add_tcase(s, tc);
 
