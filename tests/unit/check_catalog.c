@@ -972,6 +972,15 @@ static struct strata_prune_item *prune_items(struct fx *fx, const int64_t *expir
 	return it;
 }
 
+/* A prune 'step' callback that appends each stage name to a string. */
+static void record_stage(void *ctx, const char *stage)
+{
+	char *buf = ctx;
+
+	strncat(buf, stage, 63 - strlen(buf));
+	strncat(buf, " ", 63 - strlen(buf));
+}
+
 /*
  * s1 full {a, b}; s2 incremental {a', c, d}; s3 differential of s1 {a', c}
  * (d is not stored again, as when it could not be read); s4 incremental {b'};
@@ -986,6 +995,7 @@ START_TEST(test_prune)
 	struct strata_entry_list l = { 0 };
 	struct fx fx = { 0 };
 	int64_t set1, v_before, v_after, dnode;
+	char stages[64];
 	size_t n;
 
 	fx_open(&fx);
@@ -1081,11 +1091,33 @@ START_TEST(test_prune)
 	}
 	(void)dnode;
 
-	/* A second prune with the same policy has nothing left to do. */
+	/* A second prune with the same policy has nothing left to do: the
+	 * plan keeps both, the catalog is unchanged, the transaction is over. */
 	it = prune_items(&fx, (int64_t[]){ s1.id, s5.id }, 2, &n);
-	ck_assert_int_eq(strata_catalog_prune_apply(fx.cat, it, n, NULL, NULL, &res, &err), 0);
+	stages[0] = '\0';
+	ck_assert_int_eq(strata_catalog_prune_apply(fx.cat, it, n, record_stage, stages, &res,
+						    &err), 0);
+	ck_assert_str_eq(stages, "begin commit ");
 	ck_assert_int_eq(res.snapshots, 0);
 	ck_assert_int_eq(res.versions, 0);
+	ck_assert_int_eq(res.archives, 0);
+	ck_assert_int_eq(res.nodes, 0);
+	ck_assert_int_eq(res.n_archive_names, 0);
+	ck_assert_int_eq(find_item(it, n, s1.id)->why, STRATA_PRUNE_BASE);
+	ck_assert_int_eq(find_item(it, n, s5.id)->why, STRATA_PRUNE_NEWEST);
+	strata_prune_result_release(&res);
+	free(it);
+	ck_assert_int_eq(strata_catalog_count_versions(fx.cat, &v_before, &err), 0);
+	ck_assert_int_eq(v_before, v_after);
+	{
+		char buf[32];
+
+		ck_assert_int_eq(strata_catalog_meta_get(fx.cat, "prunes", buf, sizeof(buf), &err), 0);
+		ck_assert_str_eq(buf, "1");
+	}
+	/* No transaction left open: the next write transaction can begin. */
+	it = prune_items(&fx, (int64_t[]){ s1.id, s5.id }, 2, &n);
+	ck_assert_int_eq(strata_catalog_prune_apply(fx.cat, it, n, NULL, NULL, &res, &err), 0);
 	strata_prune_result_release(&res);
 	free(it);
 	fx_close(&fx);
