@@ -101,6 +101,28 @@ out:
 	return rc;
 }
 
+/*
+ * The archive holding e's bytes from off, with n clamped to the file's
+ * end: 1, or 0 when there is nothing to read, or a negative error.
+ */
+static int reader_for(struct strata_reader *rd, struct strata_catalog *cat,
+		      const struct strata_entry *e, uint64_t off, size_t *n,
+		      struct strata_archive_reader **ret, struct strata_error *err)
+{
+	int rc;
+
+	if (e->type != STRATA_T_REG || off >= e->size || *n == 0)
+		return 0;
+	if (*n > e->size - off)
+		*n = (size_t)(e->size - off);
+	if (e->archive == 0)
+		return strata_error_set(err, -EBADMSG, STRATA_ERR_CORRUPT,
+					"catalog: file of %llu bytes has no archive",
+					(unsigned long long)e->size);
+	rc = reader_get(rd, cat, e->archive, ret, err);
+	return rc < 0 ? rc : 1;
+}
+
 int64_t strata_reader_pread(struct strata_reader *rd, struct strata_catalog *cat,
 			    const struct strata_entry *e, void *buf, size_t n, uint64_t off,
 			    struct strata_error *err)
@@ -110,16 +132,8 @@ int64_t strata_reader_pread(struct strata_reader *rd, struct strata_catalog *cat
 	uint64_t packed = 0;
 	int rc;
 
-	if (e->type != STRATA_T_REG || off >= e->size || n == 0)
-		return 0;
-	if (n > e->size - off)
-		n = (size_t)(e->size - off);
-	if (e->archive == 0)
-		return strata_error_set(err, -EBADMSG, STRATA_ERR_CORRUPT,
-					"catalog: file of %llu bytes has no archive",
-					(unsigned long long)e->size);
-	rc = reader_get(rd, cat, e->archive, &ar, err);
-	if (rc < 0)
+	rc = reader_for(rd, cat, e, off, &n, &ar, err);
+	if (rc <= 0)
 		return rc;
 	if (!e->sparse_len) {
 		rc = strata_archive_reader_pread(ar, buf, n, e->data_offset + off, err);
@@ -155,18 +169,10 @@ int64_t strata_reader_view(struct strata_reader *rd, struct strata_catalog *cat,
 	int rc;
 
 	memset(ret, 0, sizeof(*ret));
-	if (e->type != STRATA_T_REG || off >= e->size || n == 0)
-		return 0;
-	if (e->sparse_len)
+	if (e->sparse_len && e->type == STRATA_T_REG && off < e->size && n)
 		return -ENOTSUP;
-	if (n > e->size - off)
-		n = (size_t)(e->size - off);
-	if (e->archive == 0)
-		return strata_error_set(err, -EBADMSG, STRATA_ERR_CORRUPT,
-					"catalog: file of %llu bytes has no archive",
-					(unsigned long long)e->size);
-	rc = reader_get(rd, cat, e->archive, &ar, err);
-	if (rc < 0)
+	rc = reader_for(rd, cat, e, off, &n, &ar, err);
+	if (rc <= 0)
 		return rc;
 	rc = strata_archive_reader_view(ar, e->data_offset + off, n, ret, err);
 	return rc < 0 ? rc : (int64_t)ret->len;

@@ -880,6 +880,18 @@ static int reader_frame_get(struct strata_archive_reader *r, uint32_t i,
 	return 0;
 }
 
+/* [off, off + n) beyond the stream: the error, and true. */
+static bool past_end(const struct strata_archive_reader *r, uint64_t off, size_t n,
+		     struct strata_error *err)
+{
+	if (off <= r->stream_size && n <= r->stream_size - off)
+		return false;
+	strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
+			 "archive '%s': read past the end (offset %llu, %zu bytes)", r->name,
+			 (unsigned long long)off, n);
+	return true;
+}
+
 int strata_archive_reader_pread(struct strata_archive_reader *r, void *buf, size_t n, uint64_t off,
 				struct strata_error *err)
 {
@@ -887,10 +899,8 @@ int strata_archive_reader_pread(struct strata_archive_reader *r, void *buf, size
 	uint32_t i;
 	int rc = 0;
 
-	if (off > r->stream_size || n > r->stream_size - off)
-		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
-					"archive '%s': read past the end (offset %llu, %zu bytes)",
-					r->name, (unsigned long long)off, n);
+	if (past_end(r, off, n, err))
+		return -EINVAL;
 	if (!n)
 		return 0;
 	i = reader_find(r, off);
@@ -927,10 +937,8 @@ int strata_archive_reader_view(struct strata_archive_reader *r, uint64_t off, si
 	int rc;
 
 	memset(ret, 0, sizeof(*ret));
-	if (off > r->stream_size || n > r->stream_size - off)
-		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
-					"archive '%s': read past the end (offset %llu, %zu bytes)",
-					r->name, (unsigned long long)off, n);
+	if (past_end(r, off, n, err))
+		return -EINVAL;
 	if (!n)
 		return 0;
 	i = reader_find(r, off);
