@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -76,15 +77,25 @@ void strata_sha256_free(struct strata_sha256 *h)
 	free(h);
 }
 
+/*
+ * Straight from the kernel (getrandom(2), the source OpenSSL seeds from):
+ * RAND_bytes' first call instantiates its DRBG, fetching AES through the
+ * provider machinery, which was ~15% of the instructions of an hourly
+ * `strata run`.
+ */
 int strata_random(void *buf, size_t n)
 {
-	while (n) {
-		int chunk = n > INT_MAX ? INT_MAX : (int)n;
+	uint8_t *p = buf;
 
-		if (RAND_bytes(buf, chunk) != 1)
+	while (n) {
+		ssize_t k = getrandom(p, n, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
 			return -EIO;
-		buf = (uint8_t *)buf + chunk;
-		n -= (size_t)chunk;
+		p += k;
+		n -= (size_t)k;
 	}
 	return 0;
 }
