@@ -1340,41 +1340,58 @@ out:
 
 /* ---- orphans ----------------------------------------------------------- */
 
+static int cmp_row_name(const void *a, const void *b)
+{
+	return strcmp(((const struct strata_archive_row *)a)->name,
+		      ((const struct strata_archive_row *)b)->name);
+}
+
 int strata_backup_remove_orphans(struct strata_repo *repo, struct strata_catalog *cat,
 				 unsigned *ret_removed, struct strata_error *err)
 {
-	int dfd = dup(strata_repo_archives_fd(repo));
+	struct strata_archive_row *rows = NULL, key;
+	size_t nrows = 0;
 	unsigned removed = 0;
 	struct dirent *de;
+	int dfd, ret;
 	DIR *d;
-	int ret = 0;
 
-	if (dfd < 0)
-		return strata_error_errno(err, errno, "cannot read archives of '%s'", strata_repo_path(repo));
-	d = fdopendir(dfd);
+	/* One query for every name the catalog knows, then the directory. */
+	ret = strata_catalog_archives(cat, 0, &rows, &nrows, err);
+	if (ret < 0)
+		return ret;
+	if (nrows > 1)
+		qsort(rows, nrows, sizeof(*rows), cmp_row_name);
+	dfd = dup(strata_repo_archives_fd(repo));
+	d = dfd < 0 ? NULL : fdopendir(dfd);
 	if (!d) {
-		close(dfd);
-		return strata_error_errno(err, errno, "cannot read archives of '%s'", strata_repo_path(repo));
+		ret = strata_error_errno(err, errno, "cannot read archives of '%s'",
+					 strata_repo_path(repo));
+		if (dfd >= 0)
+			close(dfd);
+		goto out;
 	}
 	rewinddir(d);
 	while ((de = readdir(d))) {
-		bool known = true;
+		bool tmp = strncmp(de->d_name, ".tmp-", 5) == 0;
 
-		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) != 0)
+		if (de->d_name[0] == '.' && !tmp)
 			continue;
-		if (strncmp(de->d_name, ".tmp-", 5) == 0) {
-			known = false;
-		} else {
-			ret = strata_catalog_archive_known(cat, de->d_name, &known, err);
-			if (ret < 0)
-				break;
+		size_t len = strlen(de->d_name);
+
+		if (!tmp && len < sizeof(key.name)) {
+			memcpy(key.name, de->d_name, len + 1);
+			if (bsearch(&key, rows, nrows, sizeof(*rows), cmp_row_name))
+				continue;
 		}
-		if (!known && unlinkat(dirfd(d), de->d_name, 0) == 0)
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			removed++;
 	}
 	closedir(d);
 	if (ret_removed)
 		*ret_removed = removed;
+out:
+	strata_archive_rows_free(rows, nrows);
 	return ret;
 }
 
