@@ -442,11 +442,25 @@ static int parse_file(struct cli_config *cfg, const char *path, struct strata_er
 	return ps.r;
 }
 
+/* A set key given on the command line (--KEY VALUE), applied to s. */
+static int override_key(struct cli_set *s, const char *key, const char *value,
+			struct strata_error *err)
+{
+	char why[512];
+	int r = set_key(s, key, value, why, sizeof(why));
+
+	if (r == -ENOMEM)
+		return strata_error_set(err, r, STRATA_ERR_INTERNAL, "out of memory");
+	if (r < 0)
+		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "option '--%s': %s", key,
+					why);
+	return 0;
+}
+
 int cli_config_load(struct cli_config *cfg, bool required, const struct cli_overrides *ov,
 		    struct strata_error *err)
 {
 	const char *path = arg_config;
-	char why[512];
 	int r = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -482,8 +496,11 @@ int cli_config_load(struct cli_config *cfg, bool required, const struct cli_over
 	}
 	/* Command-line keys: lists given there replace the file's lists. */
 	for (size_t i = 0; ov && i < ov->n; i++) {
-		bool any = false;
+		bool first = true;  /* the key's first value replaces the file's list */
 
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ov->keys[j], ov->keys[i]) == 0)
+				first = false;
 		if (cfg->nsets == 0 && strcmp(ov->keys[i], "source") == 0 &&
 		    !add_set(cfg, "default", 0)) {
 			r = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
@@ -491,7 +508,6 @@ int cli_config_load(struct cli_config *cfg, bool required, const struct cli_over
 		}
 		for (size_t s = 0; s < cfg->nsets; s++) {
 			struct cli_set *set = &cfg->sets[s];
-			bool first = true;
 
 			if (ov->only_sets) {
 				bool in = false;
@@ -501,9 +517,6 @@ int cli_config_load(struct cli_config *cfg, bool required, const struct cli_over
 				if (!in)
 					continue;
 			}
-			for (size_t j = 0; j < i; j++)
-				if (strcmp(ov->keys[j], ov->keys[i]) == 0)
-					first = false;
 			if (first && strcmp(ov->keys[i], "source") == 0) {
 				free_list(set->sources, set->nsources);
 				set->sources = NULL;
@@ -517,31 +530,15 @@ int cli_config_load(struct cli_config *cfg, bool required, const struct cli_over
 				set->markers = NULL;
 				set->nmarkers = 0;
 			}
-			r = set_key(set, ov->keys[i], ov->values[i], why, sizeof(why));
-			if (r == -ENOMEM) {
-				r = strata_error_set(err, r, STRATA_ERR_INTERNAL, "out of memory");
+			r = override_key(set, ov->keys[i], ov->values[i], err);
+			if (r < 0)
 				goto out;
-			}
-			if (r < 0) {
-				r = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "option '--%s': %s",
-						     ov->keys[i], why);
-				goto out;
-			}
-			any = true;
 		}
 		if (!cfg->path) {
-			r = set_key(&cfg->any, ov->keys[i], ov->values[i], why, sizeof(why));
-			if (r == -ENOMEM) {
-				r = strata_error_set(err, r, STRATA_ERR_INTERNAL, "out of memory");
+			r = override_key(&cfg->any, ov->keys[i], ov->values[i], err);
+			if (r < 0)
 				goto out;
-			}
-			if (r < 0) {
-				r = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "option '--%s': %s",
-						     ov->keys[i], why);
-				goto out;
-			}
 		}
-		(void)any;
 	}
 	if (!arg_repo && cfg->repo)
 		arg_repo = cfg->repo;

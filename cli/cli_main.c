@@ -20,6 +20,15 @@ int arg_verbose;
 bool arg_json;
 const char *arg_config;
 
+/* run, prune and status take every set key of the configuration as an option. */
+#define SET_KEYS_HELP \
+	"\nSet keys of the configuration, for every selected set (lists replace the file's):\n" \
+	"      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n" \
+	"      --one-file-system yes|no, --rpo DURATION\n" \
+	"      --monthly|--full|--differential|--incremental SCHEDULE\n" \
+	"      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n" \
+	"      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+
 static const struct cli_command cli_commands[] = {
 	{ "init", cli_cmd_init,
 	  "usage: strata -r REPO init [--encrypt]\n"
@@ -128,12 +137,7 @@ static const struct cli_command cli_commands[] = {
 	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
 	  "      --no-prune  do not prune after the backups\n"
 	  "      --json      print what was done as JSON\n"
-	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
-	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
-	  "      --one-file-system yes|no, --rpo DURATION\n"
-	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
-	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
-	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  SET_KEYS_HELP
 	  , "back up what the schedule says is due, then prune" },
 	{ "prune", cli_cmd_prune,
 	  "usage: strata [--config FILE] prune [--set NAME]... [--dry-run] [--no-wait] [--json] [KEY OPTIONS]\n"
@@ -146,12 +150,7 @@ static const struct cli_command cli_commands[] = {
 	  "      --dry-run   print every keep and remove with its reason, change nothing\n"
 	  "      --no-wait   exit with code 7 instead of waiting for the repository lock\n"
 	  "      --json      print the decisions as JSON\n"
-	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
-	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
-	  "      --one-file-system yes|no, --rpo DURATION\n"
-	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
-	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
-	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  SET_KEYS_HELP
 	  , "remove snapshots by the retention policy" },
 	{ "status", cli_cmd_status,
 	  "usage: strata [--config FILE] status [--set NAME]... [--json] [KEY OPTIONS]\n"
@@ -161,12 +160,7 @@ static const struct cli_command cli_commands[] = {
 	  "\n"
 	  "  -s, --set NAME  only this set (repeatable)\n"
 	  "      --json      print the status as JSON\n"
-	  "\nSet keys of the configuration, for every selected set (lists replace the file's):\n"
-	  "      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n"
-	  "      --one-file-system yes|no, --rpo DURATION\n"
-	  "      --monthly|--full|--differential|--incremental SCHEDULE\n"
-	  "      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n"
-	  "      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
+	  SET_KEYS_HELP
 	  , "newest snapshots against the RPO" },
 	{ "config", cli_cmd_config,
 	  "usage: strata [--config FILE] config check [--json]\n"
