@@ -34,9 +34,8 @@
  *   the previous version is kept.
  */
 #include "backup.h"
+#include "tarlib.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -308,7 +307,7 @@ static int tar_fail(struct run *r, const char *what)
 	if (r->tar_err.code)
 		return strata_error_set(r->err, r->tar_err.code, r->tar_err.kind, "%s", r->tar_err.msg);
 	return strata_error_set(r->err, -EIO, STRATA_ERR_IO, "cannot write %s of '%s': %s", what,
-				qpath(r, q, sizeof(q)), archive_error_string(r->tar));
+				qpath(r, q, sizeof(q)), sym_archive_error_string(r->tar));
 }
 
 static int tar_open(struct run *r)
@@ -328,14 +327,14 @@ static int tar_open(struct run *r)
 	ret = strata_archive_writer_open(strata_repo_archives_fd(r->repo), &wo, &r->writer, r->err);
 	if (ret < 0)
 		return ret;
-	r->tar = archive_write_new();
+	r->tar = sym_archive_write_new();
 	if (!r->tar)
 		return strata_error_set(r->err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-	if (archive_write_set_format_pax(r->tar) != ARCHIVE_OK ||
-	    archive_write_set_bytes_per_block(r->tar, 0) != ARCHIVE_OK ||
-	    archive_write_open(r->tar, r, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
+	if (sym_archive_write_set_format_pax(r->tar) != ARCHIVE_OK ||
+	    sym_archive_write_set_bytes_per_block(r->tar, 0) != ARCHIVE_OK ||
+	    sym_archive_write_open(r->tar, r, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
 		return strata_error_set(r->err, -EIO, STRATA_ERR_INTERNAL, "cannot start tar stream: %s",
-					archive_error_string(r->tar));
+					sym_archive_error_string(r->tar));
 	return 0;
 }
 
@@ -457,16 +456,16 @@ static int manifest_write(struct run *r)
 	if (fflush(r->manifest) != 0 || (size = ftell(r->manifest)) < 0)
 		return strata_error_errno(r->err, errno, "cannot write manifest");
 	rewind(r->manifest);
-	archive_entry_clear(e);
-	archive_entry_set_pathname(e, MANIFEST_MEMBER);
-	archive_entry_set_filetype(e, AE_IFREG);
-	archive_entry_set_perm(e, 0600);
-	archive_entry_set_size(e, size);
-	archive_entry_set_mtime(e, r->snap.started_ns / 1000000000, r->snap.started_ns % 1000000000);
-	if (archive_write_header(r->tar, e) != ARCHIVE_OK)
+	sym_archive_entry_clear(e);
+	sym_archive_entry_set_pathname(e, MANIFEST_MEMBER);
+	sym_archive_entry_set_filetype(e, AE_IFREG);
+	sym_archive_entry_set_perm(e, 0600);
+	sym_archive_entry_set_size(e, size);
+	sym_archive_entry_set_mtime(e, r->snap.started_ns / 1000000000, r->snap.started_ns % 1000000000);
+	if (sym_archive_write_header(r->tar, e) != ARCHIVE_OK)
 		return tar_fail(r, "the manifest");
 	while ((n = fread(r->buf, 1, READ_CHUNK, r->manifest)) > 0)
-		if (archive_write_data(r->tar, r->buf, n) != (la_ssize_t)n)
+		if (sym_archive_write_data(r->tar, r->buf, n) != (la_ssize_t)n)
 			return tar_fail(r, "the manifest");
 	return 0;
 }
@@ -632,7 +631,7 @@ static void tar_set_mtime(struct archive_entry *ae, int64_t ns)
 	}
 	if (sec < 0 && nsec > 0)
 		sec += 1;
-	archive_entry_set_mtime(ae, (time_t)sec, (long)nsec);
+	sym_archive_entry_set_mtime(ae, (time_t)sec, (long)nsec);
 }
 
 static void tar_entry_from(struct run *r, const struct strata_entry *e)
@@ -643,32 +642,32 @@ static void tar_entry_from(struct run *r, const struct strata_entry *e)
 	const uint8_t *xv;
 	uint32_t nl, vl;
 
-	archive_entry_clear(ae);
-	archive_entry_copy_pathname(ae, (const char *)r->path.data);
-	archive_entry_set_mode(ae, e->mode);
-	archive_entry_set_uid(ae, e->uid);
-	archive_entry_set_gid(ae, e->gid);
+	sym_archive_entry_clear(ae);
+	sym_archive_entry_copy_pathname(ae, (const char *)r->path.data);
+	sym_archive_entry_set_mode(ae, e->mode);
+	sym_archive_entry_set_uid(ae, e->uid);
+	sym_archive_entry_set_gid(ae, e->gid);
 	if (e->uname)
-		archive_entry_copy_uname(ae, e->uname);
+		sym_archive_entry_copy_uname(ae, e->uname);
 	if (e->gname)
-		archive_entry_copy_gname(ae, e->gname);
+		sym_archive_entry_copy_gname(ae, e->gname);
 	tar_set_mtime(ae, e->mtime_ns);
-	archive_entry_set_size(ae, e->type == STRATA_T_REG ? (la_int64_t)e->size : 0);
+	sym_archive_entry_set_size(ae, e->type == STRATA_T_REG ? (la_int64_t)e->size : 0);
 	if (e->type == STRATA_T_LNK)
-		archive_entry_copy_symlink(ae, e->link);
+		sym_archive_entry_copy_symlink(ae, e->link);
 	if (e->type == STRATA_T_CHR || e->type == STRATA_T_BLK)
-		archive_entry_set_rdev(ae, (dev_t)e->rdev);
+		sym_archive_entry_set_rdev(ae, (dev_t)e->rdev);
 	while (strata_xattrs_next(e->xattrs, e->xattrs_len, &off, &xn, &nl, &xv, &vl) > 0) {
 		char name[256];
 
 		memcpy(name, xn, nl);
 		name[nl] = '\0';
-		archive_entry_xattr_add_entry(ae, name, xv, vl);
+		sym_archive_entry_xattr_add_entry(ae, name, xv, vl);
 	}
 	for (size_t i = 0; i + 16 <= e->sparse_len; i += 16) {
 		uint64_t so = strata_get_le64(e->sparse + i), sl = strata_get_le64(e->sparse + i + 8);
 
-		archive_entry_sparse_add_entry(ae, (la_int64_t)so, (la_int64_t)sl);
+		sym_archive_entry_sparse_add_entry(ae, (la_int64_t)so, (la_int64_t)sl);
 	}
 }
 
@@ -774,7 +773,7 @@ static int copy_data(struct run *r, int fd, const struct stat *st, struct strata
 		}
 		r->sha_dirty = true;
 		strata_sha256_update(r->sha, buf, (size_t)n);
-		if (archive_write_data(r->tar, buf, (size_t)n) != n)
+		if (sym_archive_write_data(r->tar, buf, (size_t)n) != n)
 			return tar_fail(r, "the data");
 		left -= (uint64_t)n;
 		r->bytes_read += (uint64_t)n;
@@ -873,9 +872,9 @@ again:
 	if (hl) {
 		/* A further name of a file this archive already holds. */
 		tar_entry_from(r, &e);
-		archive_entry_set_size(r->entry, 0);
-		archive_entry_copy_hardlink(r->entry, hl->path);
-		if (archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
+		sym_archive_entry_set_size(r->entry, 0);
+		sym_archive_entry_copy_hardlink(r->entry, hl->path);
+		if (sym_archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
 			ret = tar_fail(r, "the header");
 			goto fatal;
 		}
@@ -890,7 +889,7 @@ again:
 		if (ret < 0)
 			goto fatal;
 		tar_entry_from(r, &e);
-		if (archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
+		if (sym_archive_write_header(r->tar, r->entry) < ARCHIVE_WARN) {
 			ret = tar_fail(r, "the header");
 			goto fatal;
 		}
@@ -1400,10 +1399,11 @@ out:
 static void run_release(struct run *r)
 {
 	if (r->tar) {
-		archive_write_free(r->tar);
+		sym_archive_write_free(r->tar);
 		r->tar = NULL;
 	}
-	archive_entry_free(r->entry);
+	if (r->entry)  /* NULL too when libarchive did not load */
+		sym_archive_entry_free(r->entry);
 	strata_archive_writer_free(r->writer);
 	strata_sha256_free(r->sha);
 	free(r->buf);
@@ -1471,6 +1471,9 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 	ret = check_sources(opts, &root, err);
 	if (ret < 0)
 		goto out;
+	ret = tarlib_load(err);
+	if (ret < 0)
+		goto out;
 	ret = strata_catalog_set_get(cat, opts->set ? opts->set : "default", true, &r.set_id, err);
 	if (ret < 0)
 		goto out;
@@ -1492,7 +1495,7 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 	started = opts->now_ns ? opts->now_ns : real_start;
 
 	r.buf = malloc(READ_CHUNK);
-	r.entry = archive_entry_new();
+	r.entry = sym_archive_entry_new();
 	if (!r.buf || !r.entry || strata_sha256_new(&r.sha) < 0) {
 		ret = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		goto out;
@@ -1550,7 +1553,7 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 		ret = manifest_write(&r);
 		if (ret < 0)
 			goto out;
-		if (archive_write_close(r.tar) != ARCHIVE_OK) {
+		if (sym_archive_write_close(r.tar) != ARCHIVE_OK) {
 			ret = tar_fail(&r, "the end");
 			goto out;
 		}

@@ -123,6 +123,27 @@ BG_PIDS=()
 [[ $wst == 0 ]] || fail "backup that waited for the lock exits $wst: $(cat "$T/wait.out")"
 [[ $(strata -r "$repo" list --json | jq length) == $((n_before + 1)) ]] || fail "the waiting backup made no snapshot"
 
+# libarchive is loaded by a backup only (backup/tarlib.h): the binary does
+# not link it, and when the library found is not libarchive, a backup fails
+# at its start with one line naming it (exit 8, io), records nothing, and
+# commands that do not write tar members still work.
+if ldd "$STRATA" | grep -q 'libarchive'; then
+	fail "strata links libarchive; only a backup should load it"
+fi
+if command -v cc >/dev/null; then
+	mkdir -p "$T/stublib"
+	echo 'int strata_stub;' | cc -shared -fPIC -x c -o "$T/stublib/libarchive.so.13" - ||
+		fail "cannot build the stub library"
+	n_before=$(strata -r "$repo" list --json | jq length)
+	LD_LIBRARY_PATH=$T/stublib expect_exit 8 strata -r "$repo" backup --level full "$src"
+	expect_one_line_err
+	grep -q 'libarchive' "$ERR" || fail "the error does not name libarchive: $(cat "$ERR")"
+	LD_LIBRARY_PATH=$T/stublib expect_exit 0 strata -r "$repo" list --json
+	[[ $(jq length "$OUT") == "$n_before" ]] || fail "a backup without libarchive recorded a snapshot"
+	LD_LIBRARY_PATH=$T/stublib expect_exit 0 strata -r "$repo" restore "$full" --to "$T/out_nolib"
+	expect_exit 0 strata -r "$repo" verify
+fi
+
 # The exit-code table equals the man page's EXIT STATUS section.
 [[ -r $man ]] || fail "man page $man missing"
 expect_exit 0 strata --exit-codes
