@@ -41,7 +41,9 @@ export BORG_PASSPHRASE=strata-bench BORG_BASE_DIR=$W/borg-home
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 note() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-now() { date +%s%N; }
+# Nanoseconds from bash's own clock: a date(1) here would add its own cold
+# start (tens of ms after a cache drop) to the step it times.
+now() { local t=${EPOCHREALTIME/./}; echo "${t}000"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || :; }
@@ -108,11 +110,15 @@ fi
 [[ -s $W/small.list ]] || pick_small
 
 # ---- per tool: mount, and where snapshots 1 and 2 are ----------------------
-# mount_TOOL sets S1 and S2 (the tree's root in each snapshot) and MPID.
+# mount_TOOL sets S1 and S2 (the tree's root in each snapshot) and MPID, and
+# READY to the moment its first `ls` answered: what it does after that
+# (finding the snapshot names, pgrep) is not part of "mount ready".
+READY=
 mount_strata() {
 	local names
 	"$STRATA" -r "$W/strata" mount "$MNT" || return 1
 	ls "$MNT/default" >/dev/null || return 1
+	READY=$(now)
 	mapfile -t names < <(ls "$MNT/default" | grep -v '^latest$' | sort)
 	S1=$MNT/default/${names[0]}/$REL
 	S2=$MNT/default/${names[-1]}/$REL
@@ -126,6 +132,7 @@ mount_restic() {
 		kill -0 "$MPID" 2>/dev/null || return 1
 		sleep 0.01
 	done
+	READY=$(now)
 	mapfile -t snaps < <(ls "$MNT/snapshots" | grep -v '^latest$' | sort)
 	S1=$MNT/snapshots/${snaps[0]}/$REL
 	S2=$MNT/snapshots/${snaps[-1]}/$REL
@@ -136,6 +143,7 @@ mount_borg() {
 	S1=$MNT/one/$REL
 	S2=$MNT/two/$REL
 	ls "$S1" >/dev/null || return 1
+	READY=$(now)
 	MPID=$(pid_of_mount borg)
 }
 mount_archivemount() {
@@ -143,6 +151,7 @@ mount_archivemount() {
 	S1=$MNT/$REL
 	S2=
 	ls "$S1" >/dev/null || return 1
+	READY=$(now)
 	MPID=$(pid_of_mount archivemount)
 }
 
@@ -161,14 +170,13 @@ timed() {
 }
 
 bench_tool() {
-	local tool=$1 t0 t1 f i list=() mib
+	local tool=$1 t0 f i list=() mib
 	note "$tool"
 	umount_all
 	drop
 	t0=$(now)
 	"mount_$tool" || { note "$tool: mount failed"; umount_all; return; }
-	t1=$(now)
-	R[$tool.ready]=$(secs "$t0" "$t1")
+	R[$tool.ready]=$(secs "$t0" "$READY")
 	timed "$tool.find" find "$S1" && for i in 1 2 3; do
 		timed "$tool.find" find "$S1" || break
 		list+=("${R[$tool.find]}")
