@@ -144,6 +144,7 @@ struct fs {
 	bool warm_started;
 	size_t warm_len;         /* bytes to keep; 0: none (over the budget) */
 	void *warm_map;          /* set by the warm thread; joined before it is read */
+	int warm_fd;             /* its descriptor, open while SQLite's are (fs_mount.c) */
 };
 
 /* fs_mount.c */

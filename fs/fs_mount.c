@@ -275,7 +275,15 @@ static void *warm_main(void *arg)
 	if (fd < 0)
 		return NULL;
 	m = mmap(NULL, fs->warm_len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-	close(fd);
+	/*
+	 * Not closed until the catalog handles are: closing any descriptor of
+	 * catalog.db drops every POSIX lock this process holds on it, SQLite's
+	 * shared lock included.  The next backup to close would then take
+	 * itself for the last connection, checkpoint, and delete the -wal and
+	 * -shm files under the mount's handles, which would go on reading a
+	 * deleted WAL and never see another change.
+	 */
+	fs->warm_fd = fd;
 	if (m != MAP_FAILED)
 		fs->warm_map = m;
 	return NULL;
@@ -309,6 +317,9 @@ static void warm_release(struct fs *fs)
 	if (fs->warm_map)
 		munmap(fs->warm_map, fs->warm_len);
 	fs->warm_map = NULL;
+	if (fs->warm_fd >= 0)
+		close(fs->warm_fd);  /* after the catalog handles (see warm_main) */
+	fs->warm_fd = -1;
 }
 
 /* ---- readiness and detaching ----------------------------------------------- */
@@ -426,6 +437,7 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 	fs->repo = repo;
 	fs->opts = *opts;
 	fs->ready_fd = opts->ready_fd;
+	fs->warm_fd = -1;
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->mount_ns = strata_now_ns();
@@ -457,10 +469,10 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 static void fs_release_state(struct fs *fs)
 {
 	fs_prefetch_release(fs);  /* its worker may hold a pooled handle */
-	warm_release(fs);
 	for (size_t i = 0; i < fs->pool_free; i++)
 		strata_catalog_close(fs->pool[i]);
 	free(fs->pool);
+	warm_release(fs);
 	strata_reader_free(fs->reader);
 	strata_frame_cache_free(fs->cache);
 	view_free(fs->view);

@@ -213,6 +213,13 @@ while (($(date +%s%N) - done_ns < 1000000000)); do
 	sleep 0.02
 done
 [[ -n $seen ]] || fail "the new snapshot is not visible (or latest did not move) within 1 s"
+# The backup must not have taken itself for the catalog's last user: the
+# mount's SQLite handles keep reading the live WAL, not a deleted one.
+mpid=$(pgrep -n -f -- "mount $mnt\$" || :)
+[[ -n $mpid ]] || fail "cannot find the mount process"
+if ls -l "/proc/$mpid/fd" 2>/dev/null | grep -q 'catalog\.db.*(deleted)'; then
+	fail "the mount reads a deleted catalog WAL or shm after a backup: $(ls -l "/proc/$mpid/fd" | grep catalog)"
+fi
 log "new snapshot visible after $((($(date +%s%N) - done_ns) / 1000000)) ms"
 id4=$(latest_id "$repo")
 [[ $(name_of "$id4") == "$name4" ]] || fail "the new directory '$name4' is not snapshot $id4"
