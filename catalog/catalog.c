@@ -48,8 +48,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_SNAP_LIST_ALL] = SNAP_COLS " WHERE" COMPLETE " ORDER BY s.id",
 	[ST_SNAP_LIST_SET] = SNAP_COLS " WHERE st.name = ?1 AND" COMPLETE " ORDER BY s.id",
 	[ST_SNAP_CHECK] = "SELECT set_id, state FROM snapshot WHERE id = ?1",
-	[ST_GENERATION] = "SELECT s.id FROM snapshot s WHERE" COMPLETE
-		" ORDER BY s.id DESC LIMIT 1",
+	[ST_GENERATION] = "SELECT max(s.id), count(*) FROM snapshot s WHERE" COMPLETE,
 	[ST_SET_BY_NAME] = "SELECT id FROM \"set\" WHERE name = ?1",
 	[ST_SET_INSERT] = "INSERT INTO \"set\"(name) VALUES (?1)",
 	[ST_SETS_WITH_SNAPS] = "SELECT DISTINCT s.set_id FROM snapshot s WHERE" COMPLETE

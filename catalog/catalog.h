@@ -187,7 +187,11 @@ int strata_catalog_snapshot_list(struct strata_catalog *cat, const char *set,
 /* Newest complete snapshot of set_id with that kind (or any kind when kind < 0); -ENOENT if none. */
 int strata_catalog_snapshot_latest(struct strata_catalog *cat, int64_t set_id, int kind,
 				   struct strata_snapshot *ret, struct strata_error *err);
-/* Max complete snapshot id (0 if none): cheap, the mount polls it. */
+/*
+ * A value that changes whenever a complete snapshot is added or removed:
+ * the newest complete id << 24 | the count of complete snapshots (0 if
+ * none).  Cheap; the mount polls it.
+ */
 int strata_catalog_generation(struct strata_catalog *cat, int64_t *ret, struct strata_error *err);
 
 /* ---- the tree of a snapshot (readers) --------------------------------- */

@@ -24,7 +24,9 @@
 /* Timeouts (seconds): snapshot contents never change; the listing of sets
  * and snapshots does. */
 #define FS_TREE_TIMEOUT 86400.0
-#define FS_TOP_TIMEOUT 1.0
+#define FS_TOP_TIMEOUT 0.5
+/* Listings kept for readdir calls that come without an opendir. */
+#define FS_DIR_CACHE 8
 /* The kernel's readahead for the mount (its default is 128 KiB). */
 #define FS_READ_AHEAD_KB 4096
 /* The frame cache budget without options.cache_size. */
@@ -48,6 +50,7 @@ struct fs_set {
 	char name[STRATA_SET_NAME_MAX];
 	int64_t latest;          /* newest snapshot id of the set */
 	int64_t newest_ns;       /* its finish time */
+	int64_t listed_ns;       /* when its listing last changed: its mtime */
 	char latest_name[STRATA_SNAP_NAME_MAX];
 };
 
@@ -59,6 +62,7 @@ struct fs_view {
 	size_t nsets;
 	int64_t generation;
 	int64_t newest_ns;
+	int64_t listed_ns;       /* when the list of sets last changed */
 };
 
 /* ---- hardlink map (fs_inode.c) ---------------------------------------- */
@@ -109,6 +113,8 @@ struct fs_prefetch {
 
 /* ---- the mount --------------------------------------------------------- */
 
+struct fs_dir;   /* a directory listing (fs_ops.c) */
+
 struct fs {
 	struct strata_repo *repo;
 	char *catalog_path;
@@ -136,6 +142,16 @@ struct fs {
 	struct fs_hlmap hl;
 	struct fs_prefetch pf;
 
+	/*
+	 * Directories are not opened (FUSE no-opendir, when the kernel has
+	 * it): the kernel caches every listing and sends readdir with no
+	 * handle.  A listing read in several calls is kept here between them.
+	 */
+	bool no_opendir;
+	pthread_mutex_t dir_lock;
+	struct fs_dir *dirs[FS_DIR_CACHE];
+	uint64_t dir_tick;
+
 	atomic_bool detached;
 	int ready_fd;
 
@@ -157,6 +173,9 @@ bool fs_snap_find(struct fs *fs, int64_t id, struct fs_snap *ret);
 void fs_log(struct fs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fs_ready(struct fs *fs);
 int fs_errno(int rc);
+
+/* fs_ops.c: drop the listings kept for handle-less readdir */
+void fs_dirs_release(struct fs *fs);
 
 /* ---- node ids (fs_inode.c) --------------------------------------------- */
 

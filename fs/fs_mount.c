@@ -193,6 +193,53 @@ out:
 	return rc;
 }
 
+static const struct fs_set *view_set(const struct fs_view *v, int64_t id)
+{
+	for (size_t i = 0; v && i < v->nsets; i++)
+		if (v->sets[i].id == id)
+			return &v->sets[i];
+	return NULL;
+}
+
+static bool view_has_snap(const struct fs_view *v, int64_t id)
+{
+	struct fs_snap key = { .id = id };
+
+	return bsearch(&key, v->snaps, v->nsnaps, sizeof(key), cmp_snap_id) != NULL;
+}
+
+/*
+ * The mtime of the root and of each set directory: when its listing last
+ * changed.  A new snapshot brings its own (later) finish time; a snapshot
+ * or set that went away (prune) is dated when this mount saw it go.  The
+ * kernel keeps every listing (no-opendir) and drops it when this mtime
+ * moves, so it must move on every change.
+ */
+static void view_date(struct fs_view *v, const struct fs_view *old, int64_t now)
+{
+	v->listed_ns = v->newest_ns;
+	for (size_t i = 0; i < v->nsets; i++) {
+		const struct fs_set *o = view_set(old, v->sets[i].id);
+
+		v->sets[i].listed_ns = v->sets[i].newest_ns;
+		if (o && o->listed_ns > v->sets[i].listed_ns)
+			v->sets[i].listed_ns = o->listed_ns;
+	}
+	if (old && old->listed_ns > v->listed_ns)
+		v->listed_ns = old->listed_ns;
+	for (size_t i = 0; old && i < old->nsnaps; i++) {
+		const struct fs_snap *s = &old->snaps[i];
+		struct fs_set *set = (struct fs_set *)view_set(v, s->set_id);
+
+		if (view_has_snap(v, s->id))
+			continue;
+		if (set)
+			set->listed_ns = now;
+		else
+			v->listed_ns = now;  /* the whole set went */
+	}
+}
+
 void fs_refresh(struct fs *fs, struct strata_catalog *cat)
 {
 	int64_t now = strata_now_ns(), last = atomic_load(&fs->last_poll_ns), gen = 0, cur;
@@ -222,6 +269,7 @@ void fs_refresh(struct fs *fs, struct strata_catalog *cat)
 	}
 	atomic_store(&fs->last_reload_ns, now);
 	pthread_rwlock_wrlock(&fs->view_lock);
+	view_date(v, fs->view, now);
 	old = fs->view;
 	fs->view = v;
 	pthread_rwlock_unlock(&fs->view_lock);
@@ -444,6 +492,7 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 	pthread_mutex_init(&fs->pool_lock, NULL);
 	pthread_cond_init(&fs->pool_cond, NULL);
 	pthread_rwlock_init(&fs->view_lock, NULL);
+	pthread_mutex_init(&fs->dir_lock, NULL);
 	fs_hlmap_init(&fs->hl);
 	fs_prefetch_init(fs);
 	atomic_init(&fs->last_poll_ns, 0);
@@ -475,8 +524,10 @@ static void fs_release_state(struct fs *fs)
 	warm_release(fs);
 	strata_reader_free(fs->reader);
 	strata_frame_cache_free(fs->cache);
+	fs_dirs_release(fs);
 	view_free(fs->view);
 	fs_hlmap_release(&fs->hl);
+	pthread_mutex_destroy(&fs->dir_lock);
 	pthread_rwlock_destroy(&fs->view_lock);
 	pthread_cond_destroy(&fs->pool_cond);
 	pthread_mutex_destroy(&fs->pool_lock);
@@ -531,6 +582,7 @@ static int fs_precheck(struct fs *fs, struct strata_error *err)
 		rc = view_load(fs, cat, gen, &fs->view, err);
 		if (rc < 0)
 			goto out;
+		view_date(fs->view, NULL, 0);
 		atomic_store(&fs->last_poll_ns, strata_now_ns());
 		atomic_store(&fs->last_reload_ns, strata_now_ns());
 	}

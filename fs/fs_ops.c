@@ -8,7 +8,10 @@
  * Every handler replies exactly once and converts errors to an errno only
  * here.  Every modifying request answers EROFS.  Negative lookups inside a
  * snapshot are cached (ino 0, long timeout) since snapshots never change;
- * at the top level they are not, so new snapshots appear at once.  Nothing
+ * at the top level they are not, so new snapshots appear at once.
+ * Directories are not opened when the kernel allows it: it keeps every
+ * listing and reads it again when the directory's mtime moves (see
+ * op_init and fs_mount.c view_date).  Nothing
  * the catalog holds may crash the driver: names that cannot be directory
  * entries ('/', NUL, ".", "..", longer than NAME_MAX) are not listed, and
  * impossible types, sizes or ids read as EIO.
@@ -147,12 +150,13 @@ static bool set_find(struct fs *fs, int64_t id, struct fs_set *ret)
 	return found;
 }
 
-static int64_t view_newest(struct fs *fs)
+/* The root's mtime: when its list of sets last changed. */
+static int64_t view_listed(struct fs *fs)
 {
 	int64_t ns;
 
 	pthread_rwlock_rdlock(&fs->view_lock);
-	ns = fs->view ? fs->view->newest_ns : 0;
+	ns = fs->view ? fs->view->listed_ns : 0;
 	pthread_rwlock_unlock(&fs->view_lock);
 	return ns;
 }
@@ -170,12 +174,12 @@ static int top_stat(struct fs *fs, struct strata_catalog *cat, const struct fs_i
 	fs_refresh(fs, cat);
 	switch (in->kind) {
 	case FS_ROOT:
-		synth_stat(fs, ino, DIR_MODE, view_newest(fs), 0, st);
+		synth_stat(fs, ino, DIR_MODE, view_listed(fs), 0, st);
 		return 0;
 	case FS_SET:
 		if (!set_find(fs, in->set_id, &set))
 			return ENOENT;
-		synth_stat(fs, ino, DIR_MODE, set.newest_ns, 0, st);
+		synth_stat(fs, ino, DIR_MODE, set.listed_ns, 0, st);
 		return 0;
 	case FS_LATEST:
 		if (!set_find(fs, in->set_id, &set))
@@ -251,6 +255,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_CACHE_SYMLINKS;  /* latest moves */
+	/*
+	 * No opendir: the kernel then keeps every listing and asks again only
+	 * when the directory's mtime changes, which it checks at the start of
+	 * each listing with auto_inval_data (attributes older than their
+	 * timeout are fetched).  The root's and the sets' mtimes move with
+	 * every change of their listings (fs_mount.c: view_date).
+	 */
+	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+	    (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) {
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+		fs->no_opendir = true;
+	}
 	conn->max_write = MAX_IO;  /* also raises max_pages, so reads may be 1 MiB */
 	conn->max_read = MAX_IO;
 	/* The kernel takes the smaller of this and the mount's readahead,
@@ -514,6 +530,8 @@ struct fs_dir {
 	struct fs_ino in;
 	bool top;
 	bool loaded;                    /* v holds the listing */
+	unsigned refs;                  /* kept for handle-less readdir (fs->dir_lock) */
+	uint64_t tick;                  /* its last use there */
 };
 
 static void dir_free(struct fs_dir *d)
@@ -620,8 +638,8 @@ static int dir_load_tree(struct fs *fs, struct strata_catalog *cat, const struct
 
 /*
  * A directory of a snapshot is read from the catalog on the first readdir,
- * not in opendir: with cache_readdir the kernel answers later listings
- * itself and only the open reaches the driver.
+ * not in opendir: the kernel keeps the listing (cache_readdir, or always
+ * without opendir) and answers later listings itself.
  */
 static int dir_load(struct fs *fs, struct fs_dir *d)
 {
@@ -656,23 +674,26 @@ static int dir_load(struct fs *fs, struct fs_dir *d)
 	return rc;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/*
+ * A new listing of directory 'ino': read now for the root and the sets
+ * (from the snapshot list, refreshed first), on the first readdir for a
+ * snapshot's directories.  *cacheable: its content never changes.  0 or a
+ * positive errno.
+ */
+static int dir_new(struct fs *fs, fuse_ino_t ino, struct fs_dir **ret, bool *cacheable)
 {
-	struct fs *fs = fuse_req_userdata(req);
 	struct fs_dir *d = NULL;
 	struct fs_ino in;
 	int rc = 0;
 
+	*ret = NULL;
+	*cacheable = false;
 	fs_ino_decode(fs, ino, &in);
-	if (in.kind == FS_BAD || in.kind == FS_LATEST || in.kind == FS_FILE) {
-		fuse_reply_err(req, in.kind == FS_BAD ? ENOENT : ENOTDIR);
-		return;
-	}
+	if (in.kind == FS_BAD || in.kind == FS_LATEST || in.kind == FS_FILE)
+		return in.kind == FS_BAD ? ENOENT : ENOTDIR;
 	d = calloc(1, sizeof(*d));
-	if (!d) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!d)
+		return ENOMEM;
 	d->self = ino;
 	d->parent = FUSE_ROOT_ID;
 	d->in = in;
@@ -709,18 +730,119 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			goto out;
 		}
 	}
-	/* Snapshot contents never change: let the kernel keep the listing. */
-	fi->cache_readdir = 1;
-	fi->keep_cache = 1;
+	*cacheable = true;  /* snapshot contents never change */
 out:
-	if (rc) {
+	if (rc)
 		dir_free(d);
+	else
+		*ret = d;
+	return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_dir *d;
+	bool cacheable;
+	int rc;
+
+	if (fs->no_opendir) {
+		/* The kernel stops sending opendir and releasedir (two round
+		 * trips per directory a find walks) and keeps every listing. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	rc = dir_new(fs, ino, &d, &cacheable);
+	if (rc) {
 		fuse_reply_err(req, rc);
 		return;
+	}
+	if (cacheable) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dir_free(d);  /* the opener was interrupted: no releasedir will come */
+}
+
+/* ---- listings for readdir without opendir ------------------------------------ */
+
+/* Drop one reference to a kept listing (the kept slot holds one). */
+static void dir_put(struct fs *fs, struct fs_dir *d)
+{
+	bool last;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	last = --d->refs == 0;
+	pthread_mutex_unlock(&fs->dir_lock);
+	if (last)
+		dir_free(d);
+}
+
+/*
+ * The listing of 'ino' for a readdir at 'off' that came without a handle.
+ * A listing is read in several calls, each with the offset the last one
+ * ended at: the calls after the first (off > 0) go on in the kept listing,
+ * so offsets stay consistent even if a set's snapshots change meanwhile.
+ * Referenced; dir_put when done.  0 or a positive errno.
+ */
+static int dir_get(struct fs *fs, fuse_ino_t ino, off_t off, struct fs_dir **ret)
+{
+	struct fs_dir *d = NULL, *old = NULL;
+	size_t slot = 0;
+	bool cacheable;
+	int rc;
+
+	pthread_mutex_lock(&fs->dir_lock);
+	for (size_t i = 0; off > 0 && i < FS_DIR_CACHE; i++) {
+		if (fs->dirs[i] && fs->dirs[i]->self == ino) {
+			d = fs->dirs[i];
+			d->refs++;
+			d->tick = ++fs->dir_tick;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->dir_lock);
+	if (d) {
+		*ret = d;
+		return 0;
+	}
+	rc = dir_new(fs, ino, &d, &cacheable);
+	if (rc == 0 && !d->loaded)
+		rc = dir_load(fs, d);  /* whole, before another thread can see it */
+	if (rc) {
+		dir_free(d);
+		return rc;
+	}
+	/* Keep it in the slot of the same directory, or else the oldest. */
+	pthread_mutex_lock(&fs->dir_lock);
+	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
+		if (fs->dirs[i] && fs->dirs[i]->self == ino) {
+			slot = i;
+			break;
+		}
+		if (!fs->dirs[i] || (fs->dirs[slot] && fs->dirs[i]->tick < fs->dirs[slot]->tick))
+			slot = i;
+	}
+	old = fs->dirs[slot];
+	if (old && --old->refs > 0)
+		old = NULL;  /* still being read: its reader frees it */
+	fs->dirs[slot] = d;
+	d->refs = 2;     /* the slot and the caller */
+	d->tick = ++fs->dir_tick;
+	pthread_mutex_unlock(&fs->dir_lock);
+	dir_free(old);
+	*ret = d;
+	return 0;
+}
+
+void fs_dirs_release(struct fs *fs)
+{
+	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
+		dir_free(fs->dirs[i]);
+		fs->dirs[i] = NULL;
+	}
 }
 
 /* Attributes of one listed entry, for readdirplus; false when it has none. */
@@ -744,7 +866,7 @@ static bool dent_stat(struct fs *fs, const struct fs_dir *d, const struct fs_den
 	case FS_SET:
 		if (!set_find(fs, de->in.set_id, &set))
 			return false;
-		synth_stat(fs, de->ino, DIR_MODE, set.newest_ns, 0, &e->attr);
+		synth_stat(fs, de->ino, DIR_MODE, set.listed_ns, 0, &e->attr);
 		break;
 	case FS_LATEST:
 		if (!set_find(fs, de->in.set_id, &set))
@@ -771,13 +893,14 @@ static bool dent_stat(struct fs *fs, const struct fs_dir *d, const struct fs_den
  * offset of the next.  In readdirplus "." and ".." carry no attributes
  * (ino 0), as in passthrough_ll.c, so the kernel takes no reference.
  */
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       bool plus)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
 	char *buf, namebuf[NAME_MAX + 1];
 	size_t used = 0;
+	int rc = 0;
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -785,16 +908,18 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 	}
 	if (size > MAX_IO)
 		size = MAX_IO;
-	if (!d->loaded) {
-		int rc = dir_load(fs, d);
-
-		if (rc) {
-			fuse_reply_err(req, rc);
-			return;
-		}
+	if (!d)
+		rc = dir_get(fs, ino, off, &d);  /* no opendir: a kept listing */
+	else if (!d->loaded)
+		rc = dir_load(fs, d);
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
+		if (!fi->fh)
+			dir_put(fs, d);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -832,20 +957,20 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	if (!fi->fh)
+		dir_put(fs, d);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	(void)ino;
-	do_readdir(req, size, off, fi, false);
+	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	(void)ino;
-	do_readdir(req, size, off, fi, true);
+	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

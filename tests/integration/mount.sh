@@ -225,12 +225,42 @@ id4=$(latest_id "$repo")
 [[ $(name_of "$id4") == "$name4" ]] || fail "the new directory '$name4' is not snapshot $id4"
 snapshot_state "$mnt/$set/$name4/$srel" "$T/mounted4"
 compare_states "$T/state4" "$T/mounted4" "snapshot taken while mounted"
+
+log "live: a pruned snapshot disappears within a second; the others stay readable"
+# The kernel keeps listings (no-opendir): the set directory's mtime must move.
+cd "$mnt/$set" || fail "cannot enter $mnt/$set"
+ls >/dev/null
+strata -r "$repo" list --json | jq -r '.[].name' | sort >"$T/before.names"
+# every period 1 h, a day later: only the newest and its base chain stay
+STRATA_NOW=$(($(date +%s) + 86400)) expect_exit 0 strata -r "$repo" prune --set "$set" \
+	--incremental-keep 1h --differential-keep 1h --full-keep 1h --monthly-keep 1h
+pruned_ns=$(date +%s%N)
+strata -r "$repo" list --json | jq -r '.[].name' | sort >"$T/after.names"
+gone=$(comm -23 "$T/before.names" "$T/after.names")
+[[ -n $gone ]] || fail "the prune removed no snapshot; the test needs one removed"
+seen=
+while (($(date +%s%N) - pruned_ns < 1000000000)); do
+	# listed from inside the set directory: no path lookup refreshes it
+	ls | grep -vxF latest | sort >"$T/listed.names"
+	if cmp -s "$T/listed.names" "$T/after.names"; then
+		seen=1
+		break
+	fi
+	sleep 0.02
+done
+cd "$T" || fail "cannot leave the mount"
+[[ -n $seen ]] || fail "after the prune the set lists '$(tr '\n' ' ' <"$T/listed.names")', wanted '$(tr '\n' ' ' <"$T/after.names")' within 1 s"
+log "pruned snapshot gone from the listing after $((($(date +%s%N) - pruned_ns) / 1000000)) ms"
+[[ ! -e $mnt/$set/$gone ]] || fail "pruned snapshot $gone can still be looked up"
+snapshot_state "$mnt/$set/$name4/$srel" "$T/mounted4b"
+compare_states "$T/state4" "$T/mounted4b" "the newest snapshot after the prune"
 umount_mnt "$mnt"
 
 log "--snapshot ID mounts one tree at the root"
-mount_bg "$mnt" --snapshot "${ids[1]}"
-snapshot_state "$mnt/$srel" "$T/single1"
-compare_states "$T/state1" "$T/single1" "--snapshot ${ids[1]} and its source state"
+# (snapshot 2, the differential: the prune above kept it as a base)
+mount_bg "$mnt" --snapshot "${ids[2]}"
+snapshot_state "$mnt/$srel" "$T/single2"
+compare_states "$T/state2" "$T/single2" "--snapshot ${ids[2]} and its source state"
 umount_mnt "$mnt"
 
 log "access: the kernel enforces the backed-up modes"
