@@ -6,7 +6,11 @@
  * the job being filled, or not at all when the caller produced them there
  * (strata_archive_writer_reserve).  A full (or cut) job gets the next frame index and
  * goes to a FIFO served by a pool of worker threads, each with its own
- * ZSTD_CCtx, which compress it one-shot with the content checksum on.  One
+ * ZSTD_CCtx, which compress it one-shot with the content checksum on.  The
+ * pool starts with the second frame: an archive of one frame (an hourly
+ * incremental of a few files) is compressed and written by the calling
+ * thread in _finish, because starting the threads, each touching a fresh
+ * stack and malloc arena, cost more than the whole compression.  One
  * output thread writes finished jobs to the file strictly in index order
  * and keeps the whole file's SHA-256, so the calling thread only fills
  * buffers (a ring of at most 2 * threads + 2 jobs in flight bounds memory;
@@ -82,6 +86,7 @@ struct strata_archive_writer {
 	unsigned nstarted;
 	pthread_t out_thread;
 	bool out_started;
+	bool pool_started;          /* the workers and the output thread were started */
 	bool stop;
 	bool finishing;
 	struct wjob *pending_head, *pending_tail;
@@ -136,22 +141,55 @@ static void worker_lower_priority(void)
 		(void)setpriority(PRIO_PROCESS, tid, cur + 10 > 19 ? 19 : cur + 10);
 }
 
-static void *writer_worker(void *arg)
+/* A compression context with the writer's level and the content checksum; NULL on failure. */
+static ZSTD_CCtx *writer_cctx_new(const struct strata_archive_writer *w)
 {
-	struct strata_archive_writer *w = arg;
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
-
-	worker_lower_priority();
 
 	if (cctx && (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, w->level)) ||
 		     ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))) {
 		ZSTD_freeCCtx(cctx);
 		cctx = NULL;
 	}
+	return cctx;
+}
+
+/*
+ * Compress job j into j->out (any thread; cctx is that thread's).  One-shot
+ * compression tells zstd the frame's size, so a small frame gets small
+ * tables.  Failures go to j->rc and j->msg.
+ */
+static void writer_compress(const struct strata_archive_writer *w, ZSTD_CCtx *cctx,
+			    struct wjob *j)
+{
+	size_t r;
+
+	if (!cctx) {
+		j->rc = -ENOMEM;
+		snprintf(j->msg, sizeof(j->msg), "cannot create a compression context");
+		return;
+	}
+	r = ZSTD_compress2(cctx, j->out, w->out_cap - STRATA_GCM_TAG_LEN, j->in, j->in_len);
+	if (ZSTD_isError(r) || r < 4) {
+		j->rc = -EIO;
+		snprintf(j->msg, sizeof(j->msg), "frame %llu: compression failed: %s",
+			 (unsigned long long)j->index,
+			 ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short frame");
+		return;
+	}
+	j->out_len = r;
+	j->checksum = strata_get_le32(j->out + r - 4);
+}
+
+static void *writer_worker(void *arg)
+{
+	struct strata_archive_writer *w = arg;
+	ZSTD_CCtx *cctx = writer_cctx_new(w);
+
+	worker_lower_priority();
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		struct wjob *j;
-		size_t r;
 		bool know, last;
 
 		while (!w->stop && !w->pending_head)
@@ -165,28 +203,15 @@ static void *writer_worker(void *arg)
 		j->next = NULL;
 		pthread_mutex_unlock(&w->lock);
 
-		if (!cctx) {
-			j->rc = -ENOMEM;
-			snprintf(j->msg, sizeof(j->msg), "cannot create a compression context");
-			goto done;
-		}
-		r = ZSTD_compress2(cctx, j->out, w->out_cap - STRATA_GCM_TAG_LEN, j->in, j->in_len);
-		if (ZSTD_isError(r) || r < 4) {
-			j->rc = -EIO;
-			snprintf(j->msg, sizeof(j->msg), "frame %llu: compression failed: %s",
-				 (unsigned long long)j->index,
-				 ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short frame");
-			goto done;
-		}
-		j->out_len = r;
-		j->checksum = strata_get_le32(j->out + r - 4);
-		if (w->sealing) {
+		writer_compress(w, cctx, j);
+		if (j->rc == 0 && w->sealing) {
 			pthread_mutex_lock(&w->lock);
 			know = j->index + 1 < w->submitted || w->finishing;
 			last = w->finishing && j->index + 1 == w->submitted;
 			pthread_mutex_unlock(&w->lock);
 			if (know) {
-				if (strata_frame_seal(w->key, w->id, j->index, last, j->out, r) < 0) {
+				if (strata_frame_seal(w->key, w->id, j->index, last, j->out,
+						      j->out_len) < 0) {
 					j->rc = -EIO;
 					snprintf(j->msg, sizeof(j->msg), "frame %llu: sealing failed",
 						 (unsigned long long)j->index);
@@ -356,12 +381,45 @@ static int writer_out_fail(struct strata_archive_writer *w, struct strata_error 
 	return writer_fail(w, err, w->out_error, w->out_errbuf.kind, "%s", w->out_errbuf.msg);
 }
 
-/* Hand the current job to the workers; waits while the ring is full. */
+/*
+ * Start the workers and the output thread (calling thread, once).  Until
+ * then at most one job waits in the ring and the FIFO, and nothing else
+ * touches the writer.  Fails only when not even one worker starts, or the
+ * output thread does not.
+ */
+static int writer_start_pool(struct strata_archive_writer *w, struct strata_error *err)
+{
+	w->pool_started = true;
+	for (unsigned i = 0; i < w->nthreads; i++) {
+		if (pthread_create(&w->threads[i], NULL, writer_worker, w)) {
+			if (i == 0)
+				return writer_fail(w, err, -EAGAIN, STRATA_ERR_INTERNAL,
+						   "cannot start compression threads");
+			break;
+		}
+		w->nstarted++;
+	}
+	if (pthread_create(&w->out_thread, NULL, writer_output, w))
+		return writer_fail(w, err, -EAGAIN, STRATA_ERR_INTERNAL,
+				   "cannot start the archive output thread");
+	w->out_started = true;
+	return 0;
+}
+
+/*
+ * Hand the current job to the workers; waits while the ring is full.  The
+ * second frame starts the pool (see the top of the file).
+ */
 static int writer_submit(struct strata_archive_writer *w, struct strata_error *err)
 {
 	struct wjob *j = w->cur;
 	int rc = 0;
 
+	if (w->submitted && !w->pool_started) {
+		rc = writer_start_pool(w, err);
+		if (rc < 0)
+			return rc;
+	}
 	pthread_mutex_lock(&w->lock);
 	while (!w->out_error && w->ring_count >= w->ring_cap)
 		pthread_cond_wait(&w->space_cond, &w->lock);
@@ -503,23 +561,6 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 	rc = writer_emit(w, header, sizeof(header), err);
 	if (rc < 0)
 		goto out;
-	for (unsigned i = 0; i < w->nthreads; i++) {
-		if (pthread_create(&w->threads[i], NULL, writer_worker, w)) {
-			if (i == 0) {
-				rc = strata_error_set(err, -EAGAIN, STRATA_ERR_INTERNAL,
-						      "cannot start compression threads");
-				goto out;
-			}
-			break;
-		}
-		w->nstarted++;
-	}
-	if (pthread_create(&w->out_thread, NULL, writer_output, w)) {
-		rc = strata_error_set(err, -EAGAIN, STRATA_ERR_INTERNAL,
-				      "cannot start the archive output thread");
-		goto out;
-	}
-	w->out_started = true;
 	*ret = w;
 	w = NULL;
 	rc = 0;
@@ -590,6 +631,50 @@ uint64_t strata_archive_writer_offset(const struct strata_archive_writer *w)
 	return w->offset;
 }
 
+/* _finish with the pool running: the output thread writes the rest, the last frame sealed as such. */
+static int writer_drain(struct strata_archive_writer *w, struct strata_error *err)
+{
+	int rc;
+
+	pthread_mutex_lock(&w->lock);
+	w->finishing = true;
+	pthread_cond_signal(&w->out_cond);
+	while (!w->out_error && w->ring_count)
+		pthread_cond_wait(&w->space_cond, &w->lock);
+	rc = w->out_error ? writer_out_fail(w, err) : 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+/*
+ * _finish without a pool: the one frame, if any, is the last one; compress,
+ * seal and write it here.  No other thread exists, so no lock is needed.
+ */
+static int writer_write_alone(struct strata_archive_writer *w, struct strata_error *err)
+{
+	struct strata_error e = { 0 };
+	struct wjob *j;
+	ZSTD_CCtx *cctx;
+	int rc;
+
+	w->finishing = true;
+	if (!w->ring_count)
+		return 0;
+	j = w->ring[w->ring_head];
+	cctx = writer_cctx_new(w);
+	writer_compress(w, cctx, j);
+	ZSTD_freeCCtx(cctx);
+	rc = writer_write_job(w, j, true, &e);
+	if (rc < 0)
+		return writer_fail(w, err, rc, e.kind, "%s", e.msg);
+	w->ring_head = (w->ring_head + 1) % w->ring_cap;
+	w->ring_count--;
+	w->pending_head = w->pending_tail = NULL;
+	j->next = w->free_jobs;
+	w->free_jobs = j;
+	return 0;
+}
+
 int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_archive_info *ret,
 				 struct strata_error *err)
 {
@@ -605,14 +690,7 @@ int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_
 		if (rc < 0)
 			goto out;
 	}
-	/* the output thread writes the rest, the last frame sealed as such */
-	pthread_mutex_lock(&w->lock);
-	w->finishing = true;
-	pthread_cond_signal(&w->out_cond);
-	while (!w->out_error && w->ring_count)
-		pthread_cond_wait(&w->space_cond, &w->lock);
-	rc = w->out_error ? writer_out_fail(w, err) : 0;
-	pthread_mutex_unlock(&w->lock);
+	rc = w->pool_started ? writer_drain(w, err) : writer_write_alone(w, err);
 	if (rc < 0)
 		goto out;
 	/* the ring is empty: the file, its hash and the frame table are ours now */
