@@ -239,6 +239,7 @@ int cli_cmd_backup(int argc, char **argv, struct strata_error *err)
 	if (r < 0)
 		goto out;
 
+	strata_heap_prefault(1u << 20);
 	r = cli_repo_open(&repo, CLI_REPO_WRITE | CLI_REPO_KEY, err);
 	if (r < 0)
 		goto out;

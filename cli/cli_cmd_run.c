@@ -693,6 +693,7 @@ int cli_cmd_run(int argc, char **argv, struct strata_error *err)
 	r = sched_args_parse("run", argc, argv, ALLOW_NO_WAIT | ALLOW_NO_PRUNE, &a, err);
 	if (r != 0)
 		goto out_args;
+	strata_heap_prefault(1u << 20);
 	r = cli_config_load(&cfg, arg_config != NULL, &a.ov, err);
 	if (r < 0)
 		goto out_args;

@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -487,4 +489,31 @@ int strata_grow(void *pv, size_t *alloc, size_t need, size_t size)
 	*p = nv;
 	*alloc = na;
 	return 0;
+}
+
+void strata_heap_prefault(size_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), top, start;
+	struct mallinfo2 mi;
+	void *p;
+
+	/* a trim keeps 'bytes' at the top */
+	if (!mallopt(M_MMAP_THRESHOLD, 512 << 10) || !mallopt(M_TOP_PAD, bytes > INT_MAX ? INT_MAX : (int)bytes))
+		return;
+	/* grow the heap by at least 'bytes', then give the chunk back to its top */
+	p = malloc(256 << 10);
+	if (!p)
+		return;
+	free(p);
+	mi = mallinfo2();
+	top = (uintptr_t)sbrk(0);
+	if (top == (uintptr_t)-1 || mi.keepcost > top)
+		return;
+	start = (top - mi.keepcost + page - 1) & ~(page - 1);
+	if (start < top)
+		(void)madvise((void *)start, top - start, MADV_POPULATE_WRITE);
+#else
+	(void)bytes;
+#endif
 }
