@@ -27,6 +27,8 @@
 #define FS_TOP_TIMEOUT 0.5
 /* Listings kept for readdir calls that come without an opendir. */
 #define FS_DIR_CACHE 8
+/* Files whose read state is kept for reads that come without an open. */
+#define FS_FILE_CACHE 64
 /* The kernel's readahead for the mount (its default is 128 KiB). */
 #define FS_READ_AHEAD_KB 4096
 /* The frame cache budget without options.cache_size. */
@@ -82,6 +84,8 @@ struct fs_hlmap {
 /* ---- open files and read-ahead (fs_prefetch.c) ---------------------------- */
 
 struct fs_file {
+	fuse_ino_t ino;
+	uint64_t tick;                  /* last use, when kept (fs->file_lock) */
 	struct strata_entry_list list;  /* the one version; owns e's memory */
 	const struct strata_entry *e;
 	int64_t snap;
@@ -151,6 +155,12 @@ struct fs {
 	pthread_mutex_t dir_lock;
 	struct fs_dir *dirs[FS_DIR_CACHE];
 	uint64_t dir_tick;
+	/* Files are not opened either (no-open): a read finds the file's
+	 * state here by inode, made on the first read. */
+	bool no_open;
+	pthread_mutex_t file_lock;
+	struct fs_file *files[FS_FILE_CACHE];
+	uint64_t file_tick;
 
 	atomic_bool detached;
 	int ready_fd;
@@ -174,8 +184,9 @@ void fs_log(struct fs *fs, const char *fmt, ...) __attribute__((format(printf, 2
 void fs_ready(struct fs *fs);
 int fs_errno(int rc);
 
-/* fs_ops.c: drop the listings kept for handle-less readdir */
+/* fs_ops.c: drop the listings and files kept for handle-less requests */
 void fs_dirs_release(struct fs *fs);
+void fs_files_release(struct fs *fs);
 
 /* ---- node ids (fs_inode.c) --------------------------------------------- */
 

@@ -493,6 +493,7 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 	pthread_cond_init(&fs->pool_cond, NULL);
 	pthread_rwlock_init(&fs->view_lock, NULL);
 	pthread_mutex_init(&fs->dir_lock, NULL);
+	pthread_mutex_init(&fs->file_lock, NULL);
 	fs_hlmap_init(&fs->hl);
 	fs_prefetch_init(fs);
 	atomic_init(&fs->last_poll_ns, 0);
@@ -518,6 +519,7 @@ static int fs_init_state(struct fs *fs, struct strata_repo *repo, const char *ca
 static void fs_release_state(struct fs *fs)
 {
 	fs_prefetch_release(fs);  /* its worker may hold a pooled handle */
+	fs_files_release(fs);
 	for (size_t i = 0; i < fs->pool_free; i++)
 		strata_catalog_close(fs->pool[i]);
 	free(fs->pool);
@@ -528,6 +530,7 @@ static void fs_release_state(struct fs *fs)
 	view_free(fs->view);
 	fs_hlmap_release(&fs->hl);
 	pthread_mutex_destroy(&fs->dir_lock);
+	pthread_mutex_destroy(&fs->file_lock);
 	pthread_rwlock_destroy(&fs->view_lock);
 	pthread_cond_destroy(&fs->pool_cond);
 	pthread_mutex_destroy(&fs->pool_lock);

@@ -262,6 +262,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * timeout are fetched).  The root's and the sets' mtimes move with
 	 * every change of their listings (fs_mount.c: view_date).
 	 */
+	/* No open either: the mount is read-only (the kernel refuses writing
+	 * opens), so an open only cost a round trip and a catalog query. */
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+		fs->no_open = true;
 	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
 	    (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) {
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
@@ -982,31 +986,25 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- files ------------------------------------------------------------------ */
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* The state of a regular file being read: its entry and read-ahead.  0 or a positive errno. */
+static int file_new(struct fs *fs, fuse_ino_t ino, struct fs_file **ret)
 {
-	struct fs *fs = fuse_req_userdata(req);
 	struct strata_catalog *cat;
 	struct fs_file *f = NULL;
 	struct fs_ino in;
 	int rc;
 
+	*ret = NULL;
 	fs_ino_decode(fs, ino, &in);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (in.kind == FS_BAD) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	if (is_top(&in)) {
-		fuse_reply_err(req, in.kind == FS_LATEST ? ELOOP : EISDIR);
-		return;
-	}
+	if (in.kind == FS_BAD)
+		return ENOENT;
+	if (is_top(&in))
+		return in.kind == FS_LATEST ? ELOOP : EISDIR;
 	f = calloc(1, sizeof(*f));
 	if (f) {
 		pthread_mutex_init(&f->lock, NULL);
 		atomic_init(&f->refs, 1);
+		f->ino = ino;
 	}
 	cat = fs_cat_get(fs);
 	if (!f || !cat) {
@@ -1025,8 +1023,32 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = EIO;
 out:
 	fs_cat_put(fs, cat);
-	if (rc) {
+	if (rc)
 		fs_file_unref(f);
+	else
+		*ret = f;
+	return rc;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *f;
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fs->no_open) {
+		/* The kernel stops sending open and release (the mount is
+		 * read-only, so it refuses writing opens itself); reads come
+		 * without a handle (file_get). */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	rc = file_new(fs, ino, &f);
+	if (rc) {
 		fuse_reply_err(req, rc);
 		return;
 	}
@@ -1035,6 +1057,73 @@ out:
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		fs_file_unref(f);
+}
+
+/*
+ * The file state for a read or lseek: the open file's, or without open
+ * (fs->no_open) the one kept for the inode, made on its first read.
+ * Referenced; file_put when done.  0 or a positive errno.
+ */
+static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fs_file **ret)
+{
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh, *old = NULL;
+	size_t slot = 0;
+	int rc;
+
+	if (f) {
+		*ret = f;
+		return 0;
+	}
+	pthread_mutex_lock(&fs->file_lock);
+	for (size_t i = 0; i < FS_FILE_CACHE; i++) {
+		if (fs->files[i] && fs->files[i]->ino == ino) {
+			f = fs->files[i];
+			atomic_fetch_add(&f->refs, 1);
+			f->tick = ++fs->file_tick;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->file_lock);
+	if (f) {
+		*ret = f;
+		return 0;
+	}
+	rc = file_new(fs, ino, &f);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&fs->file_lock);
+	for (size_t i = 0; i < FS_FILE_CACHE; i++) {
+		if (fs->files[i] && fs->files[i]->ino == ino) {
+			slot = i;  /* another read made it meanwhile: replace it */
+			break;
+		}
+		if (!fs->files[i] ||
+		    (fs->files[slot] && fs->files[i]->tick < fs->files[slot]->tick))
+			slot = i;
+	}
+	old = fs->files[slot];
+	fs->files[slot] = f;
+	atomic_fetch_add(&f->refs, 1);  /* the slot's and the caller's */
+	f->tick = ++fs->file_tick;
+	pthread_mutex_unlock(&fs->file_lock);
+	fs_file_unref(old);
+	*ret = f;
+	return 0;
+}
+
+static void file_put(struct fs_file *f, struct fuse_file_info *fi)
+{
+	if (!fi->fh)
+		fs_file_unref(f);
+}
+
+void fs_files_release(struct fs *fs)
+{
+	for (size_t i = 0; i < FS_FILE_CACHE; i++) {
+		fs_file_unref(fs->files[i]);
+		fs->files[i] = NULL;
+	}
 }
 
 /*
@@ -1092,7 +1181,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+	struct fs_file *f = NULL;
 	struct strata_catalog *cat = NULL;
 	struct strata_error err;
 	/* Frames the reply is sent from, in place (a non-sparse file). */
@@ -1103,15 +1192,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t got = 0, n;
 	uint64_t drop_from, drop_to;
 	int64_t r = 0;
+	int rc;
 
-	(void)ino;
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	rc = file_get(fs, ino, fi, &f);
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
+	}
 	if ((uint64_t)off >= f->e->size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
-		return;
+		goto out;
 	}
 	n = size > MAX_IO ? MAX_IO : size;
 	if (n > f->e->size - (uint64_t)off)
@@ -1181,6 +1275,7 @@ out:
 	while (nv)
 		strata_frame_view_release(&v[--nv]);
 	fs_cat_put(fs, cat);
+	file_put(f, fi);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1193,14 +1288,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* SEEK_DATA and SEEK_HOLE from the sparse map, so cp and treestate see holes. */
-static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
-		     struct fuse_file_info *fi)
+static void lseek_reply(fuse_req_t req, const struct strata_entry *e, off_t off, int whence)
 {
-	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
-	const struct strata_entry *e = f->e;
 	uint64_t o = (uint64_t)off, pos, data;
 
-	(void)ino;
 	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -1235,6 +1326,21 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, ENXIO);
 	else
 		fuse_reply_lseek(req, (off_t)(pos < e->size ? pos : e->size));
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_file *f;
+	int rc = file_get(fs, ino, fi, &f);
+
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
+	}
+	lseek_reply(req, f->e, off, whence);
+	file_put(f, fi);
 }
 
 /* ---- extended attributes ---------------------------------------------------- */
