@@ -841,6 +841,24 @@ static int dir_get(struct fs *fs, fuse_ino_t ino, off_t off, struct fs_dir **ret
 	return 0;
 }
 
+/*
+ * The kernel asked past the end of a kept listing: it has the whole of it
+ * now (and keeps it), so drop ours; a big directory's listing would
+ * otherwise stay in memory until eight others pushed it out.
+ */
+static void dir_forget(struct fs *fs, struct fs_dir *d)
+{
+	pthread_mutex_lock(&fs->dir_lock);
+	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
+		if (fs->dirs[i] == d) {
+			fs->dirs[i] = NULL;
+			d->refs--;  /* the slot's; the caller still holds one */
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->dir_lock);
+}
+
 void fs_dirs_release(struct fs *fs)
 {
 	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
@@ -961,8 +979,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
-	if (!fi->fh)
+	if (!fi->fh) {
+		if ((size_t)off >= d->n + 2)
+			dir_forget(fs, d);
 		dir_put(fs, d);
+	}
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
