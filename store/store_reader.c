@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,9 @@
 #define CACHE_SPARES 8                 /* buffers of freed frames kept */
 #define CACHE_SPARE_MAX (8u << 20)     /* their bytes, at most (and budget / 8) */
 #define CACHE_INBUFS 4                 /* compressed-input buffers kept */
+/* Frames up to this size (runs of small files: 128 KiB plus the last
+ * file) get buffers of exactly this size, which the warm pool holds. */
+#define WARM_SLOT (160u << 10)
 
 /* ---- frame cache ------------------------------------------------------------ */
 
@@ -69,6 +73,14 @@ struct strata_frame_cache {
 	uint64_t spare_bytes, spare_max;
 	struct cache_buf inbuf[CACHE_INBUFS];
 	unsigned ninbuf;
+	/*
+	 * Buffers of WARM_SLOT bytes whose pages are already mapped and
+	 * touched (strata_frame_cache_warm, then every small frame's buffer
+	 * when its entry goes).  Counted in the budget as if in use.
+	 */
+	uint8_t **warm;
+	size_t nwarm, warm_cap;
+	uint64_t held;                         /* the entries' buffers, allocated size */
 	uint64_t budget;
 	uint64_t used;
 	uint64_t count;
@@ -93,8 +105,11 @@ int strata_frame_cache_new(uint64_t budget, struct strata_frame_cache **ret)
 	while (c->nbuckets < want && c->nbuckets < (1u << 20))
 		c->nbuckets <<= 1;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (!c->buckets || pthread_mutex_init(&c->lock, NULL)) {
+	c->warm_cap = (size_t)(c->budget / WARM_SLOT);
+	c->warm = calloc(c->warm_cap ? c->warm_cap : 1, sizeof(*c->warm));
+	if (!c->buckets || !c->warm || pthread_mutex_init(&c->lock, NULL)) {
 		free(c->buckets);
+		free(c->warm);
 		free(c);
 		return -ENOMEM;
 	}
@@ -141,9 +156,23 @@ static void cache_lru_push(struct strata_frame_cache *c, struct strata_cache_ent
 	c->lru_head = e;
 }
 
+/* The memory a frame's buffer holds, which the budget bounds (frames of
+ * small files sit in WARM_SLOT buffers). */
+static uint64_t cache_held(const uint8_t *p)
+{
+	return p ? malloc_usable_size((void *)p) : 0;
+}
+
+static void cache_remove(struct strata_frame_cache *c, struct strata_cache_entry *e);
+
 /* Keep a freed frame's buffer for a later load, or free it.  c->lock held. */
 static void cache_spare_put(struct strata_frame_cache *c, uint8_t *p, size_t cap)
 {
+	if (p && cap <= WARM_SLOT && cache_held(p) >= WARM_SLOT && c->nwarm < c->warm_cap &&
+	    c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget) {
+		c->warm[c->nwarm++] = p;  /* touched memory, big enough for any small frame */
+		return;
+	}
 	if (p && c->nspare < CACHE_SPARES && c->spare_bytes + cap <= c->spare_max) {
 		c->spare[c->nspare++] = (struct cache_buf){ p, cap };
 		c->spare_bytes += cap;
@@ -178,6 +207,17 @@ static uint8_t *cache_spare_get(struct strata_frame_cache *c, size_t size)
 {
 	uint8_t *p = NULL;
 
+	if (size <= WARM_SLOT) {
+		pthread_mutex_lock(&c->lock);
+		/* At the budget, reuse the oldest frame's memory rather than
+		 * fault in new memory and then free the old. */
+		if (!c->nwarm && c->held + WARM_SLOT > c->budget && c->lru_tail)
+			cache_remove(c, c->lru_tail);
+		if (c->nwarm)
+			p = c->warm[--c->nwarm];
+		pthread_mutex_unlock(&c->lock);
+		return p ? p : frame_alloc(WARM_SLOT);
+	}
 	pthread_mutex_lock(&c->lock);
 	for (unsigned k = 0; k < c->nspare; k++) {
 		if (c->spare[k].cap >= size && c->spare[k].cap - size <= size / 8 + 4096) {
@@ -240,6 +280,7 @@ static void cache_remove(struct strata_frame_cache *c, struct strata_cache_entry
 	cache_lru_unlink(c, e);
 	e->in_table = false;
 	c->used -= e->size;
+	c->held -= cache_held(e->data);
 	c->count--;
 	if (!e->refs)
 		cache_entry_free(c, e);
@@ -375,9 +416,15 @@ struct strata_cache_entry *strata_frame_cache_insert(struct strata_frame_cache *
 	c->buckets[b] = n;
 	cache_lru_push(c, n);
 	c->used += size;
+	c->held += cache_held(data);
 	c->count++;
-	while (c->used > c->budget && c->lru_tail)
-		cache_remove(c, c->lru_tail);
+	/* warm buffers go first: evicting a small frame may only move its buffer there */
+	while (c->held + c->nwarm * (uint64_t)WARM_SLOT > c->budget && (c->nwarm || c->lru_tail)) {
+		if (c->nwarm)
+			free(c->warm[--c->nwarm]);
+		else
+			cache_remove(c, c->lru_tail);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return n;
 }
@@ -391,6 +438,34 @@ void strata_frame_cache_put(struct strata_frame_cache *c, struct strata_cache_en
 	if (!e->refs && !e->in_table)
 		cache_entry_free(c, e);
 	pthread_mutex_unlock(&c->lock);
+}
+
+void strata_frame_cache_warm(struct strata_frame_cache *c, uint64_t bytes)
+{
+	for (uint64_t done = 0; done + WARM_SLOT <= bytes; done += WARM_SLOT) {
+		uint8_t *p;
+		bool room;
+
+		pthread_mutex_lock(&c->lock);
+		room = c->nwarm < c->warm_cap &&
+		       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+		pthread_mutex_unlock(&c->lock);
+		if (!room || !(p = frame_alloc(WARM_SLOT)))
+			return;
+		/* populated, and touched once: the first write to a page is what costs */
+		for (size_t o = 0; o < WARM_SLOT; o += 4096)
+			p[o] = 0;
+		pthread_mutex_lock(&c->lock);
+		room = c->nwarm < c->warm_cap &&
+		       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+		if (room)
+			c->warm[c->nwarm++] = p;
+		pthread_mutex_unlock(&c->lock);
+		if (!room) {
+			free(p);
+			return;
+		}
+	}
 }
 
 uint64_t strata_frame_cache_used(struct strata_frame_cache *c, uint64_t *ret_count)
@@ -413,6 +488,9 @@ void strata_frame_cache_free(struct strata_frame_cache *c)
 		cache_remove(c, c->lru_tail);
 	while (c->nspare)
 		free(c->spare[--c->nspare].p);
+	while (c->nwarm)
+		free(c->warm[--c->nwarm]);
+	free(c->warm);
 	while (c->ninbuf)
 		free(c->inbuf[--c->ninbuf].p);
 	pthread_cond_destroy(&c->loaded);
