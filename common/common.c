@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -516,4 +517,15 @@ void strata_heap_prefault(size_t bytes)
 #else
 	(void)bytes;
 #endif
+}
+
+void strata_thread_nice(int delta)
+{
+	id_t tid = (id_t)gettid();
+	int cur;
+
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, tid);
+	if (errno == 0 && cur < 19)
+		(void)setpriority(PRIO_PROCESS, tid, cur + delta > 19 ? 19 : cur + delta);
 }

@@ -168,6 +168,13 @@ void strata_format_time(char *dst, size_t size, int64_t ns, bool iso);
  */
 void strata_heap_prefault(size_t bytes);
 
+/*
+ * Lower the calling thread's priority by 'delta' nice levels (Linux nice
+ * is per thread), for helpers that must not delay the threads a user
+ * waits on.  Best effort: never above 19.
+ */
+void strata_thread_nice(int delta);
+
 /* Checked strtoull/strtoll over the whole string: 0 or -EINVAL/-ERANGE. */
 int strata_parse_u64(const char *s, uint64_t *ret);
 int strata_parse_i64(const char *s, int64_t *ret);

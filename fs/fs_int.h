@@ -31,6 +31,8 @@
 #define FS_FILE_CACHE 64
 /* The kernel's readahead for the mount (its default is 128 KiB). */
 #define FS_READ_AHEAD_KB 4096
+/* The warming thread fills the buffer pool only after this long without a request. */
+#define FS_WARM_QUIET_NS (20 * 1000000LL)
 /* The frame cache budget without options.cache_size. */
 #define FS_DEFAULT_CACHE (256ull << 20)
 /* How often the snapshot list may be reloaded from the catalog. */
@@ -172,6 +174,8 @@ struct fs {
 	void *warm_map;          /* set by the warm thread; joined before it is read */
 	int warm_fd;             /* its descriptor, open while SQLite's are (fs_mount.c) */
 	uint64_t warm_pool;      /* bytes of small-frame buffers to touch in advance */
+	atomic_bool warm_stop;
+	atomic_llong last_request_ns;  /* set by the request handlers (fs_ops.c) */
 };
 
 /* fs_mount.c */

@@ -29,6 +29,12 @@
 
 #define MAX_IO (1u << 20)
 
+/* A request is being served: the warming thread waits (fs_mount.c warm_main). */
+static void busy(struct fs *fs)
+{
+	atomic_store_explicit(&fs->last_request_ns, strata_now_ns(), memory_order_relaxed);
+}
+
 /* ---- attributes -------------------------------------------------------- */
 
 static struct timespec ns_to_ts(int64_t ns)
@@ -361,6 +367,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t len = strlen(name);
 	int rc;
 
+	busy(fs);
+
 	fs_ino_decode(fs, parent, &pin);
 	if (pin.kind == FS_BAD || pin.kind == FS_LATEST || pin.kind == FS_FILE) {
 		fuse_reply_err(req, pin.kind == FS_BAD ? ENOENT : ENOTDIR);
@@ -431,6 +439,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int rc;
 
+	busy(fs);
+
 	(void)fi;
 	fs_ino_decode(fs, ino, &in);
 	if (in.kind == FS_BAD) {
@@ -473,6 +483,8 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct fs_set set;
 	char *target = NULL;
 	int rc;
+
+	busy(fs);
 
 	fs_ino_decode(fs, ino, &in);
 	if (in.kind != FS_LATEST && in.kind != FS_FILE) {
@@ -924,6 +936,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t used = 0;
 	int rc = 0;
 
+	busy(fs);
+
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -1214,6 +1228,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	uint64_t drop_from, drop_to;
 	int64_t r = 0;
 	int rc;
+
+	busy(fs);
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);

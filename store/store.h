@@ -191,13 +191,13 @@ struct strata_frame_cache;
 int strata_frame_cache_new(uint64_t budget, struct strata_frame_cache **ret);
 void strata_frame_cache_free(struct strata_frame_cache *c);
 /*
- * Fill the cache's pool of small-frame buffers with up to 'bytes' of memory
- * already mapped and touched, within the budget.  For a thread with time
- * to spare (the mount, once it answers): on a VM a page's first touch can
- * cost more than decompressing it, and a fresh mount reading small files
- * would otherwise pay it for every frame.
+ * Add one buffer, mapped and touched, to the cache's pool for small frames:
+ * its size in bytes, or -ENOSPC when the pool is full or the budget
+ * reached (-ENOMEM).  For a thread with time to spare (the mount, between
+ * requests): on a VM a page's first touch can cost more than decompressing
+ * it, and a fresh mount reading small files would pay it for every frame.
  */
-void strata_frame_cache_warm(struct strata_frame_cache *c, uint64_t bytes);
+int strata_frame_cache_warm_one(struct strata_frame_cache *c);
 
 /* ---- reader ---------------------------------------------------------- */
 

@@ -440,32 +440,34 @@ void strata_frame_cache_put(struct strata_frame_cache *c, struct strata_cache_en
 	pthread_mutex_unlock(&c->lock);
 }
 
-void strata_frame_cache_warm(struct strata_frame_cache *c, uint64_t bytes)
+int strata_frame_cache_warm_one(struct strata_frame_cache *c)
 {
-	for (uint64_t done = 0; done + WARM_SLOT <= bytes; done += WARM_SLOT) {
-		uint8_t *p;
-		bool room;
+	uint8_t *p;
+	bool room;
 
-		pthread_mutex_lock(&c->lock);
-		room = c->nwarm < c->warm_cap &&
-		       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
-		pthread_mutex_unlock(&c->lock);
-		if (!room || !(p = frame_alloc(WARM_SLOT)))
-			return;
-		/* populated, and touched once: the first write to a page is what costs */
-		for (size_t o = 0; o < WARM_SLOT; o += 4096)
-			p[o] = 0;
-		pthread_mutex_lock(&c->lock);
-		room = c->nwarm < c->warm_cap &&
-		       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
-		if (room)
-			c->warm[c->nwarm++] = p;
-		pthread_mutex_unlock(&c->lock);
-		if (!room) {
-			free(p);
-			return;
-		}
+	pthread_mutex_lock(&c->lock);
+	room = c->nwarm < c->warm_cap &&
+	       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+	pthread_mutex_unlock(&c->lock);
+	if (!room)
+		return -ENOSPC;
+	p = frame_alloc(WARM_SLOT);
+	if (!p)
+		return -ENOMEM;
+	/* populated, and touched once: the first write to a page is what costs */
+	for (size_t o = 0; o < WARM_SLOT; o += 4096)
+		p[o] = 0;
+	pthread_mutex_lock(&c->lock);
+	room = c->nwarm < c->warm_cap &&
+	       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+	if (room)
+		c->warm[c->nwarm++] = p;
+	pthread_mutex_unlock(&c->lock);
+	if (!room) {
+		free(p);
+		return -ENOSPC;
 	}
+	return WARM_SLOT;
 }
 
 uint64_t strata_frame_cache_used(struct strata_frame_cache *c, uint64_t *ret_count)

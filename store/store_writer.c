@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,27 +119,6 @@ static void wjob_free(struct wjob *j)
 	free(j);
 }
 
-/*
- * Compressor threads run 10 nice levels below the caller (Linux nice is
- * per thread).  The calling thread, which walks, reads, hashes and talks to
- * the catalog, is the critical path: at equal priority the scheduler gives
- * it only a share of a core while the compressors are runnable, and on two
- * cores a full backup left a third of the CPU idle waiting for it (main
- * thread on-CPU 1.7 s of 2.7 s wall).  At lower priority the compressors
- * fill what the caller leaves; the ring of jobs bounds how far behind they
- * fall.  Best effort: a thread already at nice 19 stays there.
- */
-static void worker_lower_priority(void)
-{
-	id_t tid = (id_t)gettid();
-	int cur;
-
-	errno = 0;
-	cur = getpriority(PRIO_PROCESS, tid);
-	if (errno == 0 && cur < 19)
-		(void)setpriority(PRIO_PROCESS, tid, cur + 10 > 19 ? 19 : cur + 10);
-}
-
 /* A compression context with the writer's level and the content checksum; NULL on failure. */
 static ZSTD_CCtx *writer_cctx_new(const struct strata_archive_writer *w)
 {
@@ -186,7 +164,16 @@ static void *writer_worker(void *arg)
 	struct strata_archive_writer *w = arg;
 	ZSTD_CCtx *cctx = writer_cctx_new(w);
 
-	worker_lower_priority();
+	/*
+	 * 10 nice levels below the caller, which walks, reads, hashes and
+	 * talks to the catalog: it is the critical path, and at equal
+	 * priority the scheduler gave it only a share of a core while the
+	 * compressors were runnable (on two cores a full backup left a third
+	 * of the CPU idle waiting for it).  At lower priority the compressors
+	 * fill what it leaves; the ring of jobs bounds how far behind they
+	 * fall.
+	 */
+	strata_thread_nice(10);
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		struct wjob *j;
