@@ -48,7 +48,10 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_SNAP_LIST_ALL] = SNAP_COLS " WHERE" COMPLETE " ORDER BY s.id",
 	[ST_SNAP_LIST_SET] = SNAP_COLS " WHERE st.name = ?1 AND" COMPLETE " ORDER BY s.id",
 	[ST_SNAP_CHECK] = "SELECT set_id, state FROM snapshot WHERE id = ?1",
-	[ST_GENERATION] = "SELECT max(s.id), count(*) FROM snapshot s WHERE" COMPLETE,
+	/* the newest id moves with every new snapshot, the count with every
+	 * removed one (a prune leaves the newest) */
+	[ST_GENERATION] = "SELECT coalesce(max(s.id), 0) * 16777216 + (count(*) & 16777215)"
+		" FROM snapshot s WHERE" COMPLETE,
 	[ST_SET_BY_NAME] = "SELECT id FROM \"set\" WHERE name = ?1",
 	[ST_SET_INSERT] = "INSERT INTO \"set\"(name) VALUES (?1)",
 	[ST_SETS_WITH_SNAPS] = "SELECT DISTINCT s.set_id FROM snapshot s WHERE" COMPLETE
@@ -582,22 +585,28 @@ out:
 	return r;
 }
 
-int strata_catalog_count_versions(struct strata_catalog *cat, int64_t *ret,
-				  struct strata_error *err)
+int catalog_stmt_int64(struct strata_catalog *cat, enum catalog_stmt id, int64_t *ret,
+		       const char *what, struct strata_error *err)
 {
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = catalog_stmt(cat, ST_COUNT_VERSIONS, &st, err);
+	r = catalog_stmt(cat, id, &st, err);
 	if (r < 0)
 		return r;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*ret = sqlite3_column_int64(st, 0);
 	else
-		r = catalog_sql_error(cat, rc, err, "cannot count versions");
-	catalog_stmt_done(cat, ST_COUNT_VERSIONS);
+		r = catalog_sql_error(cat, rc, err, what);
+	catalog_stmt_done(cat, id);
 	return r;
+}
+
+int strata_catalog_count_versions(struct strata_catalog *cat, int64_t *ret,
+				  struct strata_error *err)
+{
+	return catalog_stmt_int64(cat, ST_COUNT_VERSIONS, ret, "cannot count versions", err);
 }
 
 int strata_catalog_meta_get(struct strata_catalog *cat, const char *key, char *buf, size_t size,

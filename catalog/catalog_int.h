@@ -138,6 +138,10 @@ int catalog_sql_error(struct strata_catalog *cat, int rc, struct strata_error *e
 int catalog_stmt(struct strata_catalog *cat, enum catalog_stmt id, sqlite3_stmt **ret,
 		 struct strata_error *err);
 void catalog_stmt_done(struct strata_catalog *cat, enum catalog_stmt id);
+/* Run statement 'id' (no parameters) and read its one int64; 'what' names
+ * the failure ("cannot count versions"). */
+int catalog_stmt_int64(struct strata_catalog *cat, enum catalog_stmt id, int64_t *ret,
+		       const char *what, struct strata_error *err);
 int catalog_corrupt(struct strata_catalog *cat, struct strata_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

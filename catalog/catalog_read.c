@@ -454,24 +454,7 @@ int strata_catalog_snapshot_latest(struct strata_catalog *cat, int64_t set_id, i
 
 int strata_catalog_generation(struct strata_catalog *cat, int64_t *ret, struct strata_error *err)
 {
-	sqlite3_stmt *st;
-	int rc, r;
-
-	r = catalog_stmt(cat, ST_GENERATION, &st, err);
-	if (r < 0)
-		return r;
-	/* The newest id moves with every new snapshot, the count with every
-	 * removed one (a prune leaves the newest). */
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*ret = sqlite3_column_int64(st, 0) * ((int64_t)1 << 24) +
-		       (sqlite3_column_int64(st, 1) & 0xffffff);
-	else if (rc == SQLITE_DONE)
-		*ret = 0;
-	else
-		r = catalog_sql_error(cat, rc, err, "cannot read snapshots");
-	catalog_stmt_done(cat, ST_GENERATION);
-	return r;
+	return catalog_stmt_int64(cat, ST_GENERATION, ret, "cannot read snapshots", err);
 }
 
 /* ---- the tree --------------------------------------------------------- */

@@ -114,22 +114,6 @@ static int snapshot_name(struct strata_catalog *cat, int64_t started_ns, enum st
 				"catalog '%s': no free snapshot name for %s", cat->path, ts);
 }
 
-/* The largest node id (0 when none), inside the backup's write transaction. */
-static int max_node_id(struct strata_catalog *cat, int64_t *ret, struct strata_error *err)
-{
-	sqlite3_stmt *st;
-	int rc, r;
-
-	r = catalog_stmt(cat, ST_NODE_MAX, &st, err);
-	if (r < 0)
-		return r;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*ret = sqlite3_column_int64(st, 0);
-	catalog_stmt_done(cat, ST_NODE_MAX);
-	return rc == SQLITE_ROW ? 0 : catalog_sql_error(cat, rc, err, "cannot read nodes");
-}
-
 int strata_catalog_backup_begin(struct strata_catalog *cat, int64_t set_id, enum strata_level kind,
 				int64_t base, int64_t started_ns, const char *label,
 				struct strata_snapshot *ret, struct strata_error *err)
@@ -183,7 +167,8 @@ int strata_catalog_backup_begin(struct strata_catalog *cat, int64_t set_id, enum
 	cat->run_snap = s.id;
 	cat->run_lo = INT64_MAX;
 	cat->run_hi = 0;
-	r = max_node_id(cat, &cat->run_node_floor, err);
+	/* the largest node id (0 when none), inside the write transaction */
+	r = catalog_stmt_int64(cat, ST_NODE_MAX, &cat->run_node_floor, "cannot read nodes", err);
 out:
 	if (r < 0) {
 		strata_catalog_backup_rollback(cat);
