@@ -337,11 +337,11 @@ static void warm_catalog(struct fs *fs)
 
 /*
  * Once the mount answers: the catalog into memory (above), then a quarter
- * of the frame cache's budget as buffers for small frames, mapped and touched
- * (strata_frame_cache_warm).  On this kind of VM a page's first touch
- * costs ~14 us; 1,000 random small files through a fresh mount took
- * 0.79-1.09 s decompressing into fresh memory, 0.46-0.62 s into touched
- * memory.
+ * of the frame cache's budget as buffers for small frames, mapped and
+ * touched (strata_frame_cache_warm_one).  On this kind of VM a page's first
+ * touch costs ~14 us; 1,000 random small files through a mount started a
+ * second before took 0.91-0.93 s decompressing into fresh memory, 0.56 s
+ * into touched memory (docs/FORMAT.md).
  */
 static void *warm_main(void *arg)
 {

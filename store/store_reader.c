@@ -20,11 +20,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,7 +75,7 @@ struct strata_frame_cache {
 	unsigned ninbuf;
 	/*
 	 * Buffers of WARM_SLOT bytes whose pages are already mapped and
-	 * touched (strata_frame_cache_warm, then every small frame's buffer
+	 * touched (strata_frame_cache_warm_one, then every small frame's buffer
 	 * when its entry goes).  Counted in the budget as if in use.
 	 */
 	uint8_t **warm;
@@ -165,11 +165,17 @@ static uint64_t cache_held(const uint8_t *p)
 
 static void cache_remove(struct strata_frame_cache *c, struct strata_cache_entry *e);
 
+/* Room in the pool for one more buffer, within the budget.  c->lock held. */
+static bool warm_room(const struct strata_frame_cache *c)
+{
+	return c->nwarm < c->warm_cap &&
+	       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+}
+
 /* Keep a freed frame's buffer for a later load, or free it.  c->lock held. */
 static void cache_spare_put(struct strata_frame_cache *c, uint8_t *p, size_t cap)
 {
-	if (p && cap <= WARM_SLOT && cache_held(p) >= WARM_SLOT && c->nwarm < c->warm_cap &&
-	    c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget) {
+	if (p && cap <= WARM_SLOT && cache_held(p) >= WARM_SLOT && warm_room(c)) {
 		c->warm[c->nwarm++] = p;  /* touched memory, big enough for any small frame */
 		return;
 	}
@@ -446,8 +452,7 @@ int strata_frame_cache_warm_one(struct strata_frame_cache *c)
 	bool room;
 
 	pthread_mutex_lock(&c->lock);
-	room = c->nwarm < c->warm_cap &&
-	       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+	room = warm_room(c);
 	pthread_mutex_unlock(&c->lock);
 	if (!room)
 		return -ENOSPC;
@@ -458,8 +463,7 @@ int strata_frame_cache_warm_one(struct strata_frame_cache *c)
 	for (size_t o = 0; o < WARM_SLOT; o += 4096)
 		p[o] = 0;
 	pthread_mutex_lock(&c->lock);
-	room = c->nwarm < c->warm_cap &&
-	       c->held + (c->nwarm + 1) * (uint64_t)WARM_SLOT <= c->budget;
+	room = warm_room(c);
 	if (room)
 		c->warm[c->nwarm++] = p;
 	pthread_mutex_unlock(&c->lock);
