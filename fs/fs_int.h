@@ -86,8 +86,6 @@ struct fs_hlmap {
 /* ---- open files and read-ahead (fs_prefetch.c) ---------------------------- */
 
 struct fs_file {
-	fuse_ino_t ino;
-	uint64_t tick;                  /* last use, when kept (fs->file_lock) */
 	struct strata_entry_list list;  /* the one version; owns e's memory */
 	const struct strata_entry *e;
 	int64_t snap;
@@ -120,6 +118,12 @@ struct fs_prefetch {
 /* ---- the mount --------------------------------------------------------- */
 
 struct fs_dir;   /* a directory listing (fs_ops.c) */
+
+/* The key of a kept listing or file (fs_ops.c kept_slot); ino 0: an empty slot. */
+struct fs_kept {
+	fuse_ino_t ino;
+	uint64_t used;           /* when last used (fs->dir_tick or file_tick) */
+};
 
 struct fs {
 	struct strata_repo *repo;
@@ -156,12 +160,14 @@ struct fs {
 	bool no_opendir;
 	pthread_mutex_t dir_lock;
 	struct fs_dir *dirs[FS_DIR_CACHE];
+	struct fs_kept dir_keys[FS_DIR_CACHE];
 	uint64_t dir_tick;
 	/* Files are not opened either (no-open): a read finds the file's
 	 * state here by inode, made on the first read. */
 	bool no_open;
 	pthread_mutex_t file_lock;
 	struct fs_file *files[FS_FILE_CACHE];
+	struct fs_kept file_keys[FS_FILE_CACHE];
 	uint64_t file_tick;
 
 	atomic_bool detached;

@@ -261,6 +261,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_CACHE_SYMLINKS;  /* latest moves */
+	/* No open: the mount is read-only (the kernel refuses writing opens),
+	 * so an open only cost a round trip and a catalog query. */
+	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+		fs->no_open = true;
 	/*
 	 * No opendir: the kernel then keeps every listing and asks again only
 	 * when the directory's mtime changes, which it checks at the start of
@@ -268,10 +272,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * timeout are fetched).  The root's and the sets' mtimes move with
 	 * every change of their listings (fs_mount.c: view_date).
 	 */
-	/* No open either: the mount is read-only (the kernel refuses writing
-	 * opens), so an open only cost a round trip and a catalog query. */
-	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
-		fs->no_open = true;
 	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
 	    (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) {
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
@@ -547,7 +547,6 @@ struct fs_dir {
 	bool top;
 	bool loaded;                    /* v holds the listing */
 	unsigned refs;                  /* kept for handle-less readdir (fs->dir_lock) */
-	uint64_t tick;                  /* its last use there */
 };
 
 static void dir_free(struct fs_dir *d)
@@ -784,6 +783,26 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* ---- listings for readdir without opendir ------------------------------------ */
 
+/*
+ * The slot of 'ino' among n kept objects (*found), or else the slot to
+ * fill: an empty one, or the least recently used.  Under the array's lock.
+ */
+static size_t kept_slot(const struct fs_kept *k, size_t n, fuse_ino_t ino, bool *found)
+{
+	size_t slot = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (k[i].ino == ino) {
+			*found = true;
+			return i;
+		}
+		if (k[slot].ino && (!k[i].ino || k[i].used < k[slot].used))
+			slot = i;
+	}
+	*found = false;
+	return slot;
+}
+
 /* Drop one reference to a kept listing (the kept slot holds one). */
 static void dir_put(struct fs *fs, struct fs_dir *d)
 {
@@ -806,18 +825,16 @@ static void dir_put(struct fs *fs, struct fs_dir *d)
 static int dir_get(struct fs *fs, fuse_ino_t ino, off_t off, struct fs_dir **ret)
 {
 	struct fs_dir *d = NULL, *old = NULL;
-	size_t slot = 0;
-	bool cacheable;
+	size_t slot;
+	bool cacheable, found;
 	int rc;
 
 	pthread_mutex_lock(&fs->dir_lock);
-	for (size_t i = 0; off > 0 && i < FS_DIR_CACHE; i++) {
-		if (fs->dirs[i] && fs->dirs[i]->self == ino) {
-			d = fs->dirs[i];
-			d->refs++;
-			d->tick = ++fs->dir_tick;
-			break;
-		}
+	slot = kept_slot(fs->dir_keys, FS_DIR_CACHE, ino, &found);
+	if (off > 0 && found) {
+		d = fs->dirs[slot];
+		d->refs++;
+		fs->dir_keys[slot].used = ++fs->dir_tick;
 	}
 	pthread_mutex_unlock(&fs->dir_lock);
 	if (d) {
@@ -833,20 +850,13 @@ static int dir_get(struct fs *fs, fuse_ino_t ino, off_t off, struct fs_dir **ret
 	}
 	/* Keep it in the slot of the same directory, or else the oldest. */
 	pthread_mutex_lock(&fs->dir_lock);
-	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
-		if (fs->dirs[i] && fs->dirs[i]->self == ino) {
-			slot = i;
-			break;
-		}
-		if (!fs->dirs[i] || (fs->dirs[slot] && fs->dirs[i]->tick < fs->dirs[slot]->tick))
-			slot = i;
-	}
+	slot = kept_slot(fs->dir_keys, FS_DIR_CACHE, ino, &found);
 	old = fs->dirs[slot];
 	if (old && --old->refs > 0)
 		old = NULL;  /* still being read: its reader frees it */
 	fs->dirs[slot] = d;
+	fs->dir_keys[slot] = (struct fs_kept){ ino, ++fs->dir_tick };
 	d->refs = 2;     /* the slot and the caller */
-	d->tick = ++fs->dir_tick;
 	pthread_mutex_unlock(&fs->dir_lock);
 	dir_free(old);
 	*ret = d;
@@ -864,6 +874,7 @@ static void dir_forget(struct fs *fs, struct fs_dir *d)
 	for (size_t i = 0; i < FS_DIR_CACHE; i++) {
 		if (fs->dirs[i] == d) {
 			fs->dirs[i] = NULL;
+			fs->dir_keys[i].ino = 0;
 			d->refs--;  /* the slot's; the caller still holds one */
 			break;
 		}
@@ -1039,7 +1050,6 @@ static int file_new(struct fs *fs, fuse_ino_t ino, struct fs_file **ret)
 	if (f) {
 		pthread_mutex_init(&f->lock, NULL);
 		atomic_init(&f->refs, 1);
-		f->ino = ino;
 	}
 	cat = fs_cat_get(fs);
 	if (!f || !cat) {
@@ -1102,8 +1112,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
 		    struct fs_file **ret)
 {
-	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh, *old = NULL;
-	size_t slot = 0;
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh, *old;
+	size_t slot;
+	bool found;
 	int rc;
 
 	if (f) {
@@ -1111,13 +1122,11 @@ static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
 		return 0;
 	}
 	pthread_mutex_lock(&fs->file_lock);
-	for (size_t i = 0; i < FS_FILE_CACHE; i++) {
-		if (fs->files[i] && fs->files[i]->ino == ino) {
-			f = fs->files[i];
-			atomic_fetch_add(&f->refs, 1);
-			f->tick = ++fs->file_tick;
-			break;
-		}
+	slot = kept_slot(fs->file_keys, FS_FILE_CACHE, ino, &found);
+	if (found) {
+		f = fs->files[slot];
+		atomic_fetch_add(&f->refs, 1);
+		fs->file_keys[slot].used = ++fs->file_tick;
 	}
 	pthread_mutex_unlock(&fs->file_lock);
 	if (f) {
@@ -1127,20 +1136,13 @@ static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
 	rc = file_new(fs, ino, &f);
 	if (rc)
 		return rc;
+	/* in the slot of the same file (another read made it meanwhile), or the oldest */
 	pthread_mutex_lock(&fs->file_lock);
-	for (size_t i = 0; i < FS_FILE_CACHE; i++) {
-		if (fs->files[i] && fs->files[i]->ino == ino) {
-			slot = i;  /* another read made it meanwhile: replace it */
-			break;
-		}
-		if (!fs->files[i] ||
-		    (fs->files[slot] && fs->files[i]->tick < fs->files[slot]->tick))
-			slot = i;
-	}
+	slot = kept_slot(fs->file_keys, FS_FILE_CACHE, ino, &found);
 	old = fs->files[slot];
 	fs->files[slot] = f;
+	fs->file_keys[slot] = (struct fs_kept){ ino, ++fs->file_tick };
 	atomic_fetch_add(&f->refs, 1);  /* the slot's and the caller's */
-	f->tick = ++fs->file_tick;
 	pthread_mutex_unlock(&fs->file_lock);
 	fs_file_unref(old);
 	*ret = f;
