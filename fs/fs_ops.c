@@ -355,6 +355,8 @@ static void lookup_top(fuse_req_t req, struct fs *fs, struct strata_catalog *cat
 		reply_top_entry(req, ino, &st);
 }
 
+static void file_prime(struct fs *fs, fuse_ino_t ino, struct strata_entry_list *list);
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fuse_req_userdata(req);
@@ -411,6 +413,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	fuse_reply_entry(req, &e);
+	if (list.v[0].type == STRATA_T_REG)
+		file_prime(fs, e.ino, &list);
 out:
 	strata_entry_list_release(&list);
 	fs_cat_put(fs, cat);
@@ -1032,11 +1036,40 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- files ------------------------------------------------------------------ */
 
-/* The state of a regular file being read: its entry and read-ahead.  0 or a positive errno. */
+/*
+ * The state of a regular file being read (its entry and read-ahead), made
+ * from the one version in 'list', which it takes over (list is left
+ * empty).  0 or a positive errno.
+ */
+static int file_of(struct strata_entry_list *list, struct fs_file **ret)
+{
+	const struct strata_entry *e = list->n == 1 ? &list->v[0] : NULL;
+	struct fs_file *f;
+
+	*ret = NULL;
+	if (e && e->type == STRATA_T_DIR)
+		return EISDIR;
+	if (!e || e->type != STRATA_T_REG || e->size > (uint64_t)INT64_MAX)
+		return EIO;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
+	atomic_init(&f->refs, 1);
+	atomic_init(&f->logged, false);
+	f->list = *list;
+	*list = (struct strata_entry_list){ 0 };
+	f->e = &f->list.v[0];
+	f->snap = f->e->first_snapshot;  /* files are named by their version */
+	*ret = f;
+	return 0;
+}
+
+/* The state of file 'ino', from the catalog.  0 or a positive errno. */
 static int file_new(struct fs *fs, fuse_ino_t ino, struct fs_file **ret)
 {
+	struct strata_entry_list list = { 0 };
 	struct strata_catalog *cat;
-	struct fs_file *f = NULL;
 	struct fs_ino in;
 	int rc;
 
@@ -1046,32 +1079,16 @@ static int file_new(struct fs *fs, fuse_ino_t ino, struct fs_file **ret)
 		return ENOENT;
 	if (is_top(&in))
 		return in.kind == FS_LATEST ? ELOOP : EISDIR;
-	f = calloc(1, sizeof(*f));
-	if (f) {
-		pthread_mutex_init(&f->lock, NULL);
-		atomic_init(&f->refs, 1);
-	}
+	if (in.kind != FS_FILE)
+		return EISDIR;  /* a snapshot's directory */
 	cat = fs_cat_get(fs);
-	if (!f || !cat) {
-		rc = f ? EIO : ENOMEM;
-		goto out;
-	}
-	rc = ino_entry(fs, cat, &in, &f->list);
-	if (rc)
-		goto out;
-	f->e = &f->list.v[0];
-	f->snap = in.kind == FS_FILE ? f->e->first_snapshot : in.snap;
-	atomic_init(&f->logged, false);
-	if (f->e->type == STRATA_T_DIR)
-		rc = EISDIR;
-	else if (f->e->type != STRATA_T_REG || f->e->size > (uint64_t)INT64_MAX)
-		rc = EIO;
-out:
+	if (!cat)
+		return EIO;
+	rc = ino_entry(fs, cat, &in, &list);
 	fs_cat_put(fs, cat);
-	if (rc)
-		fs_file_unref(f);
-	else
-		*ret = f;
+	if (rc == 0)
+		rc = file_of(&list, ret);
+	strata_entry_list_release(&list);
 	return rc;
 }
 
@@ -1104,6 +1121,24 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fs_file_unref(f);
 }
 
+/* Keep f (it gains the slot's reference) in the slot of the same file (a
+ * read or lookup made it meanwhile), or the oldest. */
+static void file_keep(struct fs *fs, fuse_ino_t ino, struct fs_file *f)
+{
+	struct fs_file *old;
+	size_t slot;
+	bool found;
+
+	pthread_mutex_lock(&fs->file_lock);
+	slot = kept_slot(fs->file_keys, FS_FILE_CACHE, ino, &found);
+	old = fs->files[slot];
+	fs->files[slot] = f;
+	fs->file_keys[slot] = (struct fs_kept){ ino, ++fs->file_tick };
+	atomic_fetch_add(&f->refs, 1);
+	pthread_mutex_unlock(&fs->file_lock);
+	fs_file_unref(old);
+}
+
 /*
  * The file state for a read or lseek: the open file's, or without open
  * (fs->no_open) the one kept for the inode, made on its first read.
@@ -1112,7 +1147,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
 		    struct fs_file **ret)
 {
-	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh, *old;
+	struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
 	size_t slot;
 	bool found;
 	int rc;
@@ -1136,17 +1171,21 @@ static int file_get(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
 	rc = file_new(fs, ino, &f);
 	if (rc)
 		return rc;
-	/* in the slot of the same file (another read made it meanwhile), or the oldest */
-	pthread_mutex_lock(&fs->file_lock);
-	slot = kept_slot(fs->file_keys, FS_FILE_CACHE, ino, &found);
-	old = fs->files[slot];
-	fs->files[slot] = f;
-	fs->file_keys[slot] = (struct fs_kept){ ino, ++fs->file_tick };
-	atomic_fetch_add(&f->refs, 1);  /* the slot's and the caller's */
-	pthread_mutex_unlock(&fs->file_lock);
-	fs_file_unref(old);
+	file_keep(fs, ino, f);
 	*ret = f;
 	return 0;
+}
+
+/* A file looked up is about to be read: keep its state now, from the
+ * lookup's entry, so its first read queries the catalog no second time. */
+static void file_prime(struct fs *fs, fuse_ino_t ino, struct strata_entry_list *list)
+{
+	struct fs_file *f;
+
+	if (!fs->no_open || file_of(list, &f) != 0)
+		return;
+	file_keep(fs, ino, f);
+	fs_file_unref(f);
 }
 
 static void file_put(struct fs_file *f, struct fuse_file_info *fi)
