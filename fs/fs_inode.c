@@ -10,21 +10,31 @@
  *
  *     1                         the mount's root: the list of sets, or with
  *                               --snapshot ID the root of that snapshot
- *     2 + 2 * set_id            MOUNT/<set>                  (< 2^40)
- *     3 + 2 * set_id            MOUNT/<set>/latest           (< 2^40)
+ *     2 + 2 * set_id            MOUNT/<set>
+ *     3 + 2 * (set_id | snap << 17)
+ *                               MOUNT/<set>/latest while it points to
+ *                               snapshot 'snap'
+
  *     snap << 40 | node         directory 'node' of the set tree as it is
  *                               in snapshot 'snap'; node 0 is the
  *                               snapshot's own directory MOUNT/<set>/<name>
  *     1 << 62 | version         every other entry: catalog version
  *                               'version', whichever snapshot shows it
  *
- *   with 1 <= snap < 2^22, 0 <= node < 2^40 and 1 <= version < 2^62
- *   (catalog row ids), so directory ids lie in [2^40, 2^62), file ids in
- *   [2^62, 2^63), and bit 63 stays clear.  An entry whose ids do not fit is
+ *   with 1 <= set_id < 2^17, 1 <= snap < 2^22, 0 <= node < 2^40 and
+ *   1 <= version < 2^62 (catalog row ids), so the top ids lie below 2^40,
+ *   directory ids in [2^40, 2^62), file ids in [2^62, 2^63), and bit 63
+ *   stays clear.  An entry whose ids do not fit is
  *   reported as EIO (EOVERFLOW inside).
  * - Ids are stable for the life of the mount.  Two different things never
  *   share one: a directory id names one node in one snapshot (the kernel
  *   allows a directory only one name), a file id one catalog version.
+ * - So every symlink's target is fixed for the life of its id, and the
+ *   kernel may cache symlink targets (FUSE_CAP_CACHE_SYMLINKS): `latest`
+ *   gets a new id when it moves to a newer snapshot, and its next lookup
+ *   (FS_TOP_TIMEOUT) replaces the cached one.  `diff -r`, `find -L` and
+ *   `cp -rL` resolve a symlinked directory once per name instead of once
+ *   per path below it.
  * - An unchanged file has ONE id in every snapshot that holds it.  A
  *   catalog version is immutable (content, metadata, ctime, nlink: any
  *   change makes a new version), so the snapshots that share it are
@@ -78,6 +88,10 @@ void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret)
 			return;
 		ret->kind = id & 1 ? FS_LATEST : FS_SET;
 		ret->set_id = (int64_t)((id - 2) / 2);
+		if (ret->kind == FS_LATEST) {
+			ret->snap = ret->set_id >> FS_SET_BITS;
+			ret->set_id &= (INT64_C(1) << FS_SET_BITS) - 1;
+		}
 		return;
 	}
 	if (id >> 63)
@@ -99,12 +113,16 @@ void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret)
 
 fuse_ino_t fs_ino_set(int64_t set_id)
 {
+	if (set_id <= 0 || (uint64_t)set_id >> FS_SET_BITS)
+		return 0;
 	return (fuse_ino_t)(2 + 2 * (uint64_t)set_id);
 }
 
-fuse_ino_t fs_ino_latest(int64_t set_id)
+fuse_ino_t fs_ino_latest(int64_t set_id, int64_t snap)
 {
-	return (fuse_ino_t)(3 + 2 * (uint64_t)set_id);
+	if (!fs_ino_set(set_id) || snap <= 0 || (uint64_t)snap >> FS_SNAP_BITS)
+		return 0;
+	return (fuse_ino_t)(3 + 2 * ((uint64_t)set_id | (uint64_t)snap << FS_SET_BITS));
 }
 
 fuse_ino_t fs_ino_tree(const struct fs *fs, int64_t snap, int64_t node)

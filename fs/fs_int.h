@@ -213,18 +213,20 @@ enum fs_kind {
 struct fs_ino {
 	enum fs_kind kind;
 	int64_t set_id;   /* FS_SET, FS_LATEST */
-	int64_t snap;     /* FS_TREE */
+	int64_t snap;     /* FS_TREE; FS_LATEST: the snapshot it points to */
 	int64_t node;     /* FS_TREE */
 	int64_t version;  /* FS_FILE */
 };
 
+#define FS_SET_BITS 17
 #define FS_SNAP_BITS 22
 #define FS_NODE_BITS 40
 #define FS_FILE_BIT 62
 
 void fs_ino_decode(const struct fs *fs, fuse_ino_t nodeid, struct fs_ino *ret);
+/* 0 when the ids do not fit the encoding. */
 fuse_ino_t fs_ino_set(int64_t set_id);
-fuse_ino_t fs_ino_latest(int64_t set_id);
+fuse_ino_t fs_ino_latest(int64_t set_id, int64_t snap);
 /* 0 when (snap, node) does not fit the encoding. */
 fuse_ino_t fs_ino_tree(const struct fs *fs, int64_t snap, int64_t node);
 /* 0 when the version id does not fit. */

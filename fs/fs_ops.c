@@ -156,6 +156,15 @@ static bool set_find(struct fs *fs, int64_t id, struct fs_set *ret)
 	return found;
 }
 
+/*
+ * The snapshot a latest id points to (fs_inode.c: a moved latest is a new
+ * id); false once that snapshot is gone.
+ */
+static bool latest_find(struct fs *fs, const struct fs_ino *in, struct fs_snap *ret)
+{
+	return fs_snap_find(fs, in->snap, ret) && ret->set_id == in->set_id;
+}
+
 /* The root's mtime: when its list of sets last changed. */
 static int64_t view_listed(struct fs *fs)
 {
@@ -188,9 +197,9 @@ static int top_stat(struct fs *fs, struct strata_catalog *cat, const struct fs_i
 		synth_stat(fs, ino, DIR_MODE, set.listed_ns, 0, st);
 		return 0;
 	case FS_LATEST:
-		if (!set_find(fs, in->set_id, &set))
+		if (!latest_find(fs, in, &snap))
 			return ENOENT;
-		synth_stat(fs, ino, LNK_MODE, set.newest_ns, (off_t)strlen(set.latest_name), st);
+		synth_stat(fs, ino, LNK_MODE, snap.finished_ns, (off_t)strlen(snap.name), st);
 		return 0;
 	case FS_TREE:
 		if (in->node != 0 || !fs_snap_find(fs, in->snap, &snap))
@@ -260,7 +269,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->want &= ~(unsigned)FUSE_CAP_CACHE_SYMLINKS;  /* latest moves */
+	/* A symlink's target is fixed for the life of its id (fs_inode.c). */
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* No open: the mount is read-only (the kernel refuses writing opens),
 	 * so an open only cost a round trip and a catalog query. */
 	if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
@@ -325,7 +336,8 @@ static void lookup_top(fuse_req_t req, struct fs *fs, struct strata_catalog *cat
 			if (fs->view->sets[i].id == pin->set_id) {
 				in.kind = FS_LATEST;
 				in.set_id = pin->set_id;
-				ino = fs_ino_latest(in.set_id);
+				in.snap = fs->view->sets[i].latest;
+				ino = fs_ino_latest(in.set_id, in.snap);
 				break;
 			}
 		}
@@ -484,7 +496,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct strata_catalog *cat;
 	struct strata_entry_list list = { 0 };
 	struct fs_ino in;
-	struct fs_set set;
+	struct fs_snap snap;
 	char *target = NULL;
 	int rc;
 
@@ -502,10 +514,10 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	}
 	if (in.kind == FS_LATEST) {
 		fs_refresh(fs, cat);
-		if (!set_find(fs, in.set_id, &set))
+		if (!latest_find(fs, &in, &snap))
 			fuse_reply_err(req, ENOENT);
 		else
-			fuse_reply_readlink(req, set.latest_name);
+			fuse_reply_readlink(req, snap.name);
 		goto out;
 	}
 	rc = ino_entry(fs, cat, &in, &list);
@@ -590,9 +602,14 @@ static int dir_load_top(struct fs *fs, const struct fs_ino *in, struct fs_dir *d
 		} else if (s->id == in->set_id) {
 			snprintf(slot, STRATA_SNAP_NAME_MAX, "latest");
 			de->in.kind = FS_LATEST;
-			de->ino = fs_ino_latest(s->id);
+			de->in.snap = s->latest;
+			de->ino = fs_ino_latest(s->id, s->latest);
 			de->type = LNK_MODE;
 		} else {
+			continue;
+		}
+		if (!de->ino) {  /* ids out of the encoding's range (fs_inode.c) */
+			memset(de, 0, sizeof(*de));
 			continue;
 		}
 		de->in.set_id = s->id;
@@ -918,9 +935,9 @@ static bool dent_stat(struct fs *fs, const struct fs_dir *d, const struct fs_den
 		synth_stat(fs, de->ino, DIR_MODE, set.listed_ns, 0, &e->attr);
 		break;
 	case FS_LATEST:
-		if (!set_find(fs, de->in.set_id, &set))
+		if (!latest_find(fs, &de->in, &snap))
 			return false;
-		synth_stat(fs, de->ino, LNK_MODE, set.newest_ns, (off_t)strlen(set.latest_name),
+		synth_stat(fs, de->ino, LNK_MODE, snap.finished_ns, (off_t)strlen(snap.name),
 			   &e->attr);
 		break;
 	case FS_TREE:

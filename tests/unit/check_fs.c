@@ -50,16 +50,29 @@ START_TEST(test_roundtrip_all)
 
 	fs_ino_decode(&fs, FUSE_ROOT_ID, &in);
 	ck_assert_int_eq(in.kind, FS_ROOT);
-	for (int64_t set = 1; set < 1000; set += 37) {
+	for (int64_t set = 1; set < (1 << 17); set += 3701) {
 		fs_ino_decode(&fs, fs_ino_set(set), &in);
 		ck_assert_int_eq(in.kind, FS_SET);
 		ck_assert_int_eq(in.set_id, set);
-		fs_ino_decode(&fs, fs_ino_latest(set), &in);
-		ck_assert_int_eq(in.kind, FS_LATEST);
-		ck_assert_int_eq(in.set_id, set);
-		ck_assert_uint_ne(fs_ino_set(set), fs_ino_latest(set));
-		ck_assert_uint_lt(fs_ino_latest(set), UINT64_C(1) << 40);
+		for (size_t i = 0; i < sizeof(snaps) / sizeof(snaps[0]); i++) {
+			fuse_ino_t id = fs_ino_latest(set, snaps[i]);
+
+			fs_ino_decode(&fs, id, &in);
+			ck_assert_int_eq(in.kind, FS_LATEST);
+			ck_assert_int_eq(in.set_id, set);
+			ck_assert_int_eq(in.snap, snaps[i]);
+			ck_assert_uint_ne(fs_ino_set(set), id);
+			ck_assert_uint_lt(id, UINT64_C(1) << 40);
+			/* a latest that moved is another inode */
+			ck_assert_uint_ne(id, fs_ino_latest(set, snaps[i] + 1));
+		}
 	}
+	/* ids that do not fit are refused, not wrapped into another kind */
+	ck_assert_uint_eq(fs_ino_set(INT64_C(1) << 17), 0);
+	ck_assert_uint_eq(fs_ino_set(0), 0);
+	ck_assert_uint_eq(fs_ino_latest(1, INT64_C(1) << 22), 0);
+	ck_assert_uint_eq(fs_ino_latest(INT64_C(1) << 17, 1), 0);
+	ck_assert_uint_eq(fs_ino_latest(1, 0), 0);
 	for (size_t i = 0; i < sizeof(snaps) / sizeof(snaps[0]); i++) {
 		for (size_t j = 0; j < sizeof(nodes) / sizeof(nodes[0]); j++) {
 			fuse_ino_t id = fs_ino_tree(&fs, snaps[i], nodes[j]);
