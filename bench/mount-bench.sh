@@ -12,6 +12,9 @@
 #             fresh mount, page cache dropped
 #   diff      `diff -r` of two mounted snapshots (full, then after
 #             bench/mutate.sh), fresh mount, page cache dropped
+#   seqpairs  strata only: 'seq' again against zstd -d in MB_SEQ_PAIRS
+#             (default 9) alternating cold pairs; the table's seq cells
+#             for strata and zstd -d are then those medians
 #   rss       peak RSS of the mount process (VmHWM) at the end
 #   ready100  strata only: mount ready (as 'ready', page cache dropped) on a
 #             repository of 100 snapshots of a small tree (median of 3)
@@ -23,7 +26,7 @@
 # Environment: BENCH_DIR (default bench/work; this script works in
 # BENCH_DIR/mount), BENCH_SCALE (default 1), STRATA (default
 # build/cli/strata), MB_SMALL (default 1000), MB_SKIP="restic borg
-# archivemount flat ready100" to leave tools or steps out.  Run as root (cache drop,
+# archivemount flat ready100 seqpairs" to leave tools or steps out.  Run as root (cache drop,
 # FUSE).  Writes BENCH_DIR/mount/results.md and prints it.
 # shellcheck disable=SC2010,SC2016 # snapshot names are [0-9A-Za-z.-]; bash -c scripts take their arguments positionally
 set -uo pipefail
@@ -233,6 +236,37 @@ zstd -dc "$W/disk.img.zst" >/dev/null
 R[zstd.seq]=$(awk -v m="$(($(stat -c %s "$TREE/data/images/disk.img") / 1048576))" \
 	-v s="$(secs "$t0" "$(now)")" 'BEGIN { printf "%.0f", m / s }')
 
+# ---- cold sequential read against zstd -d, in alternating pairs --------------
+# One cold zstd -d on this VM ranges 110-180 ms from run to run, which moved
+# the ratio between 0.57 and 1.03; the medians of alternating pairs do not.
+seq_pairs() {
+	local i t0 mib zs=() ss=() rs=() z s
+	mib=$(($(stat -c %s "$TREE/data/images/disk.img") / 1048576))
+	for ((i = 0; i < ${MB_SEQ_PAIRS:-9}; i++)); do
+		drop
+		t0=$(now)
+		zstd -dc "$W/disk.img.zst" >/dev/null
+		z=$(secs "$t0" "$(now)")
+		umount_all
+		drop
+		mount_strata || return
+		t0=$(now)
+		cat "$S1/data/images/disk.img" >/dev/null || return
+		s=$(secs "$t0" "$(now)")
+		umount_all
+		zs+=("$(awk -v m="$mib" -v s="$z" 'BEGIN { printf "%.0f", m / s }')")
+		ss+=("$(awk -v m="$mib" -v s="$s" 'BEGIN { printf "%.0f", m / s }')")
+		rs+=("$(awk -v z="$z" -v s="$s" 'BEGIN { printf "%.2f", z / s }')")
+	done
+	R[zstd.seq]=$(median "${zs[@]}")
+	R[strata.seq]=$(median "${ss[@]}")
+	R[seq.ratio]="$(median "${rs[@]}") (pairs: ${rs[*]})"
+}
+if ! skip seqpairs; then
+	note "cold sequential read, strata and zstd -d in pairs"
+	seq_pairs
+fi
+
 # ---- mount ready with 100 snapshots (strata) ----------------------------------
 ready100() {
 	local d=$W/snap100 repo=$W/snap100.repo i t0 level list=()
@@ -310,6 +344,8 @@ v() { printf '%s' "${R[$1]:-n/a}"; }
 		esac
 		echo "| $l | $(v strata.$k) | $(v restic.$k) | $(v borg.$k) | $(v archivemount.$k) |"
 	done
+	echo
+	echo "strata cold sequential read / zstd -d, median of ${MB_SEQ_PAIRS:-9} alternating pairs (the table shows the medians of each): $(v seq.ratio)"
 	echo
 	echo "strata mount ready, 100 snapshots in the repository (s, median of 3): $(v strata.ready100)"
 	echo
