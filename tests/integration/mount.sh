@@ -225,6 +225,10 @@ id4=$(latest_id "$repo")
 [[ $(name_of "$id4") == "$name4" ]] || fail "the new directory '$name4' is not snapshot $id4"
 snapshot_state "$mnt/$set/$name4/$srel" "$T/mounted4"
 compare_states "$T/state4" "$T/mounted4" "snapshot taken while mounted"
+# symlink targets are cached by the kernel: paths through the moved latest
+# must reach the new snapshot, not the one latest was read as before
+cmp -s "$mnt/$set/latest/$srel/text/live" "$src/text/live" ||
+	fail "a path through latest does not reach the new snapshot $name4"
 
 log "live: a pruned snapshot disappears within a second; the others stay readable"
 # The kernel keeps listings (no-opendir): the set directory's mtime must move.
