@@ -428,8 +428,19 @@ static int writer_submit(struct strata_archive_writer *w, struct strata_error *e
 		w->pending_head = j;
 	w->pending_tail = j;
 	pthread_cond_signal(&w->work_cond);
-	/* the previous frame is no longer the newest */
-	pthread_cond_signal(&w->out_cond);
+	/*
+	 * The previous frame is no longer the newest.  The output thread waits
+	 * for exactly that only when that frame is its head and done; otherwise
+	 * the worker that finishes the head wakes it.  (A wake-up that finds
+	 * nothing to do costs ~25 us on a paravirtualised host: one per frame
+	 * was ~3% of a full backup's calling thread.)
+	 */
+	{
+		const struct wjob *h = w->ring[w->ring_head];
+
+		if (h != j && h->done && h->index + 1 == j->index)
+			pthread_cond_signal(&w->out_cond);
+	}
 out:
 	pthread_mutex_unlock(&w->lock);
 	return rc;
