@@ -14,7 +14,6 @@
  *     3 + 2 * (set_id | snap << 17)
  *                               MOUNT/<set>/latest while it points to
  *                               snapshot 'snap'
-
  *     snap << 40 | node         directory 'node' of the set tree as it is
  *                               in snapshot 'snap'; node 0 is the
  *                               snapshot's own directory MOUNT/<set>/<name>
