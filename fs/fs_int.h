@@ -29,6 +29,9 @@
 #define FS_DIR_CACHE 8
 /* Files whose read state is kept for reads that come without an open. */
 #define FS_FILE_CACHE 64
+/* A file looked up by name and at most this big has its frames loaded
+ * right after the reply: the read that usually follows finds them. */
+#define FS_LOOKUP_PREFETCH_MAX (256u << 10)
 /* The kernel's readahead for the mount (its default is 128 KiB). */
 #define FS_READ_AHEAD_KB 4096
 /* The warming thread fills the buffer pool only after this long without a request. */
