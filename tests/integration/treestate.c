@@ -534,5 +534,6 @@ int main(int argc, char **argv)
 	}
 	if (fflush(stdout) != 0 || ferror(stdout))
 		die("write: %s", strerror(errno));
+	free(out.p);
 	return 0;
 }
