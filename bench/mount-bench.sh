@@ -15,7 +15,8 @@
 #   seqpairs  strata only: 'seq' again against zstd -d in MB_SEQ_PAIRS
 #             (default 9) alternating cold pairs; the table's seq cells
 #             for strata and zstd -d are then those medians
-#   rss       peak RSS of the mount process (VmHWM) at the end
+#   rss       peak RSS of the mount process (VmHWM), the largest of the
+#             steps' mount processes
 #   ready100  strata only: mount ready (as 'ready', page cache dropped) on a
 #             repository of 100 snapshots of a small tree (median of 3)
 #   A step that runs longer than MB_STEP_TIMEOUT (default 300 s) reports
@@ -172,6 +173,17 @@ timed() {
 	R[$key]=$(secs "$t0" "$(now)")
 }
 
+# R[TOOL.rss]: the largest peak RSS of the tool's mount processes so far
+# (each step mounts afresh); nothing when the process is already gone.
+peak_rss() {
+	local kb
+	kb=$(rss_of "$MPID")
+	[[ -n $kb ]] || return 0
+	if [[ -z ${R[$1.rss]:-} ]] || ((kb / 1024 > R[$1.rss])); then
+		R[$1.rss]=$((kb / 1024))
+	fi
+}
+
 bench_tool() {
 	local tool=$1 t0 f i list=() mib
 	note "$tool"
@@ -185,6 +197,7 @@ bench_tool() {
 		list+=("${R[$tool.find]}")
 	done
 	((${#list[@]} == 3)) && R[$tool.find]=$(median "${list[@]}")
+	peak_rss "$tool"
 	umount_all
 
 	drop
@@ -196,11 +209,13 @@ bench_tool() {
 	else
 		R[$tool.seq]="<$(awk -v m="$mib" -v s="$TMO" 'BEGIN { printf "%.2f", m / s }')"
 	fi
+	peak_rss "$tool"
 	umount_all
 
 	drop
 	"mount_$tool" || return
 	timed "$tool.small" bash -c 'cd "$1" && xargs -d "\n" cat <"$2"' _ "$S1" "$W/small.list"
+	peak_rss "$tool"
 	umount_all
 
 	if [[ -n $S2 ]]; then
@@ -208,7 +223,7 @@ bench_tool() {
 		"mount_$tool" || return
 		timed "$tool.diff" diff -r "$S1" "$S2"
 	fi
-	R[$tool.rss]=$(($(rss_of "$MPID") / 1024))
+	peak_rss "$tool"
 	umount_all
 }
 
