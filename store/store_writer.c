@@ -45,6 +45,9 @@
 #define FRAME_SIZE_DEFAULT (1u << 20)
 #define LEVEL_DEFAULT 3
 #define THREADS_MAX 64
+#define DIRECT_ALIGN 4096u          /* offsets, lengths and memory of O_DIRECT writes */
+#define STAGE_FLUSH (4u << 20)      /* a direct write once this much is staged */
+#define STAGE_SIZE (STAGE_FLUSH + DIRECT_ALIGN)
 
 /* ---- writer ---------------------------------------------------------------- */
 
@@ -101,7 +104,10 @@ struct strata_archive_writer {
 
 	struct strata_frame *frames;
 	uint32_t nframes, frames_alloc;
-	uint64_t coffset;
+	uint64_t coffset;           /* bytes of the file emitted (staged or written) */
+	bool direct;                /* fd is O_DIRECT */
+	uint8_t *stage;             /* every byte goes through it: DIRECT_ALIGN-aligned, STAGE_SIZE */
+	size_t staged;              /* bytes in stage, from file offset coffset - staged */
 	uint64_t offset;
 	struct strata_sha256 *sha;
 
@@ -244,17 +250,89 @@ static int writer_sticky(struct strata_archive_writer *w, struct strata_error *e
 	return strata_error_set(err, w->error, w->errbuf.kind, "%s", w->errbuf.msg);
 }
 
-/* Append to the file and the running SHA-256 (output thread, or the caller once the ring is empty). */
-static int writer_emit(struct strata_archive_writer *w, const void *p, size_t n,
-		       struct strata_error *err)
+/*
+ * Write stage[0, len) at file offset off: directly while the fd is
+ * O_DIRECT, otherwise (a file system without direct I/O, or a refused
+ * direct write) through the page cache.
+ */
+static int writer_put(struct strata_archive_writer *w, size_t len, uint64_t off,
+		      struct strata_error *err)
 {
-	int rc = strata_write_full(w->fd, p, n);
+	int rc = strata_pwrite_full(w->fd, w->stage, len, off);
 
+	if (rc == -EINVAL && w->direct) {
+		/* direct I/O refused after all (alignment the device needs is larger) */
+		if (fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) & ~O_DIRECT) == 0) {
+			w->direct = false;
+			rc = strata_pwrite_full(w->fd, w->stage, len, off);
+		}
+	}
 	if (rc < 0)
 		return strata_error_set(err, rc, STRATA_ERR_IO, "cannot write archive '%s': %s",
 					w->tmpname, strerror(-rc));
+	return 0;
+}
+
+/*
+ * Write out the staged bytes: whole DIRECT_ALIGN blocks only, the rest
+ * moves to the front of the stage, unless all: then the direct flag goes
+ * and the tail is written through the page cache (the end of the file).
+ */
+static int writer_flush(struct strata_archive_writer *w, bool all, struct strata_error *err)
+{
+	uint64_t at = w->coffset - w->staged;
+	size_t whole = w->staged & ~(size_t)(DIRECT_ALIGN - 1);
+	int rc;
+
+	if (whole) {
+		rc = writer_put(w, whole, at, err);
+		if (rc < 0)
+			return rc;
+		memmove(w->stage, w->stage + whole, w->staged - whole);
+		w->staged -= whole;
+		at += whole;
+	}
+	if (all && w->staged) {
+		if (w->direct && fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) & ~O_DIRECT) < 0)
+			return strata_error_errno(err, errno, "cannot write archive '%s'",
+						  w->tmpname);
+		w->direct = false;
+		rc = writer_put(w, w->staged, at, err);
+		if (rc < 0)
+			return rc;
+		w->staged = 0;
+	}
+	return 0;
+}
+
+/*
+ * Append to the file and the running SHA-256 (output thread, or the caller
+ * once the ring is empty).  Where the file system allows, the archive is
+ * written with O_DIRECT through an aligned stage of a few MiB: a backup
+ * neither copies its archive into the page cache nor evicts the server's
+ * working set with it, and the fsync at the end waits for no writeback (on
+ * the bench VM, 300 MiB took 0.2 s direct against 0.2-0.9 s buffered plus
+ * fsync, most of it system time that the compressors needed).
+ */
+static int writer_emit(struct strata_archive_writer *w, const void *p, size_t n,
+		       struct strata_error *err)
+{
 	strata_sha256_update(w->sha, p, n);
-	w->coffset += n;
+	while (n) {
+		size_t k = STAGE_SIZE - w->staged < n ? STAGE_SIZE - w->staged : n;
+
+		memcpy(w->stage + w->staged, p, k);
+		w->staged += k;
+		w->coffset += k;
+		p = (const uint8_t *)p + k;
+		n -= k;
+		if (w->staged >= STAGE_FLUSH) {
+			int rc = writer_flush(w, false, err);
+
+			if (rc < 0)
+				return rc;
+		}
+	}
 	return 0;
 }
 
@@ -550,6 +628,13 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 		rc = strata_error_errno(err, errno, "cannot create archive '%s'", w->tmpname);
 		goto out;
 	}
+	if (posix_memalign((void **)&w->stage, DIRECT_ALIGN, STAGE_SIZE)) {
+		w->stage = NULL;
+		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	/* file systems without direct I/O (EINVAL) get the same writes buffered */
+	w->direct = fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_DIRECT) == 0;
 	p = header;
 	strata_put_le32(p, STRATA_SKIPPABLE_HEADER_MAGIC);
 	strata_put_le32(p + 4, STRATA_HEADER_PAYLOAD);
@@ -711,6 +796,8 @@ int strata_archive_writer_finish(struct strata_archive_writer *w, struct strata_
 	q[4] = STRATA_SEEKTABLE_DESCRIPTOR;
 	strata_put_le32(q + 5, STRATA_SEEKTABLE_FOOTER_MAGIC);
 	rc = writer_emit(w, table, tlen, &e);
+	if (rc == 0)
+		rc = writer_flush(w, true, &e);
 	if (rc < 0) {
 		rc = writer_fail(w, err, rc, e.kind, "%s", e.msg);
 		goto out;
@@ -796,6 +883,7 @@ void strata_archive_writer_free(struct strata_archive_writer *w)
 	}
 	strata_crypto_wipe(w->key, sizeof(w->key));
 	strata_sha256_free(w->sha);
+	free(w->stage);
 	free(w->frames);
 	free(w->ring);
 	free(w->threads);
