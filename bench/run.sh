@@ -221,25 +221,35 @@ if [ "$STRATA_OK" = yes ]; then
 fi
 
 # A single 2-3 s run of each full swings by 10% on a shared 2-core VM, so
-# the full's ratio also comes from REPS alternating pairs (tar, then strata
+# the full's ratio also comes from REPS alternating runs (tar, then strata
+# at its default level, then strata at zstd level 3 like tar's, each strata
 # into a fresh scratch repository), page cache warmed before each: medians
-# in T[tar_full_pairs] and T[strata_full_pairs].
+# in T[tar_full_pairs], T[strata_full_pairs] and T[strata3_full_pairs].
 if [ "$STRATA_OK" = yes ] && ok tar_full && ok strata_full && [ "$REPS" -gt 1 ]; then
 	note "== full backups, $REPS alternating pairs"
-	tp=() sp=()
+	tp=() sp=() s3=()
 	for ((i = 1; i <= REPS; i++)); do
 		warm
 		run "tar_full_pair.$i" bash -c 'set -o pipefail; tar -C / -cf - "$1" | zstd -3 -T0 -q -f -o "$2"' \
 			_ "$REL" "$W/tar/pair.tar.zst" || break
-		rm -rf "$W/strata/pair"
-		"$STRATA" -r "$W/strata/pair" init >/dev/null 2>&1 || break
-		warm
-		run "strata_full_pair.$i" "$STRATA" -r "$W/strata/pair" backup --level full "$TREE" || break
-		tp+=("${T[tar_full_pair.$i]}") sp+=("${T[strata_full_pair.$i]}")
+		for lv in default 3; do
+			rm -rf "$W/strata/pair"
+			"$STRATA" -r "$W/strata/pair" init >/dev/null 2>&1 || break 2
+			warm
+			if [ $lv = default ]; then
+				run "strata_full_pair.$i" "$STRATA" -r "$W/strata/pair" backup --level full "$TREE" || break 2
+			else
+				run "strata3_full_pair.$i" "$STRATA" -r "$W/strata/pair" backup --level full \
+					--compression 3 "$TREE" || break 2
+				S[strata3_full]=$(bytes "$W/strata/pair")
+			fi
+		done
+		tp+=("${T[tar_full_pair.$i]}") sp+=("${T[strata_full_pair.$i]}") s3+=("${T[strata3_full_pair.$i]}")
 	done
 	rm -rf "$W/strata/pair" "$W/tar/pair.tar.zst"
-	if [ "${#sp[@]}" -eq "$REPS" ]; then
+	if [ "${#s3[@]}" -eq "$REPS" ]; then
 		T[tar_full_pairs]=$(median "${tp[@]}") T[strata_full_pairs]=$(median "${sp[@]}")
+		T[strata3_full_pairs]=$(median "${s3[@]}")
 	fi
 fi
 
@@ -353,6 +363,7 @@ target() {
 }
 target "full ≤ 1.0 × tar \\| zstd -3 -T0" strata_full tar_full 1.0
 target "full ≤ 1.0 × tar \\| zstd -3 -T0 (median of $REPS alternating pairs)" strata_full_pairs tar_full_pairs 1.0
+target "full at --compression 3 ≤ 1.0 × tar \\| zstd -3 -T0 (median of $REPS alternating pairs)" strata3_full_pairs tar_full_pairs 1.0
 target "full ≤ 0.5 × restic" strata_full restic_full 0.5
 target "full ≤ 0.5 × borg" strata_full borg_full 0.5
 target "unchanged incremental ≤ 2 × find stat walk" strata_unch find 2.0
@@ -393,6 +404,7 @@ out=$here/results-$stamp$suffix.md
 	echo "| incremental after activity | $(fmt strata_inc) | $(fmt tar_inc) | $(fmt restic_inc) | $(fmt borg_inc) |"
 	echo "| restore of the full (cold) | $(fmt strata_restore) | $(fmt tar_restore) | $(fmt restic_restore) | $(fmt borg_restore) |"
 	echo "| repo size after full (MiB) | $(mib strata_full) | $(mib tar_full) | $(mib restic_full) | $(mib borg_full) |"
+	echo "| repo size after full at --compression 3 (MiB) | $(mib strata3_full) | – | – | – |"
 	echo "| added by the incremental after activity (MiB) | $(mib strata_inc) | $(mib tar_inc) | $(mib restic_inc) | $(mib borg_inc) |"
 	echo "| peak RSS full (MiB) | $(rss strata_full) | $(rss tar_full) | $(rss restic_full) | $(rss borg_full) |"
 	echo "| peak RSS incremental after activity (MiB) | $(rss strata_inc) | $(rss tar_inc) | $(rss restic_inc) | $(rss borg_inc) |"

@@ -241,6 +241,7 @@ struct cli_set {
 	char **excludes; size_t nexcludes;
 	char **markers;  size_t nmarkers;      /* exclude-if-present */
 	bool one_file_system;
+	int compression;                       /* zstd level; 0 = strata's default */
 	struct cli_level_policy levels[CLI_LV_COUNT];
 	int64_t rpo;                           /* seconds */
 	char *pre_hook, *post_hook;
@@ -258,6 +259,9 @@ struct cli_config {
 	 * found in the repository. */
 	struct cli_set any;
 };
+
+/* A zstd compression level for --compression / compression =: 1 to 19. */
+int cli_compression_parse(const char *s, int *ret);
 
 /* Fill s with the default policy (the one in examples/strata.conf). */
 void cli_set_defaults(struct cli_set *s);

@@ -121,6 +121,7 @@ int cli_cmd_backup(int argc, char **argv, struct strata_error *err)
 		OPT_FRAME_SIZE,
 		OPT_THREADS,
 		OPT_NO_WAIT,
+		OPT_COMPRESSION,
 	};
 	static const struct option options[] = {
 		CLI_COMMON_LONG,
@@ -132,12 +133,14 @@ int cli_cmd_backup(int argc, char **argv, struct strata_error *err)
 		{ "frame-size", required_argument, NULL, OPT_FRAME_SIZE },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "no-wait", no_argument, NULL, OPT_NO_WAIT },
+		{ "compression", required_argument, NULL, OPT_COMPRESSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *arg_level = NULL, *arg_set = NULL, *arg_label = NULL;
 	const char **arg_excludes = NULL;
 	size_t n_excludes = 0;
 	uint64_t arg_frame_size = 0, arg_threads = 0;
+	int arg_compression = 0;
 	bool arg_one_file_system = false, arg_no_wait = false;
 	struct strata_backup_options bopts = { 0 };
 	struct cli_backup_ctx ctx = { 0 };
@@ -201,6 +204,15 @@ int cli_cmd_backup(int argc, char **argv, struct strata_error *err)
 		case OPT_NO_WAIT:
 			arg_no_wait = true;
 			break;
+		case OPT_COMPRESSION:
+			if (cli_compression_parse(optarg, &arg_compression) < 0) {
+				r = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
+						     "backup: --compression '%s': a zstd level from 1 to 19",
+						     strata_quote(quoted, sizeof(quoted), optarg,
+								  strlen(optarg)));
+				goto out;
+			}
+			break;
 		default:
 			r = strata_error_set(err, -EINVAL, STRATA_ERR_INTERNAL,
 					     "backup: unhandled option");
@@ -260,6 +272,7 @@ int cli_cmd_backup(int argc, char **argv, struct strata_error *err)
 	bopts.label = arg_label;
 	bopts.frame_size = (uint32_t)arg_frame_size;
 	bopts.threads = (int)arg_threads;
+	bopts.compression_level = arg_compression;
 	bopts.one_file_system = arg_one_file_system;
 	bopts.warn = cli_backup_warn;
 	bopts.progress = cli_backup_progress;

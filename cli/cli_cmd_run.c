@@ -637,6 +637,7 @@ static int run_set(struct cli_repo *repo, const struct cli_set *set, int64_t now
 		bopts.excludes = set->nexcludes ? (const char *const *)set->excludes : NULL;
 		bopts.exclude_if_present = set->nmarkers ? (const char *const *)set->markers : NULL;
 		bopts.one_file_system = set->one_file_system;
+		bopts.compression_level = set->compression;
 		bopts.label = lp->label;
 		bopts.now_ns = now * NS;
 		bopts.warn = run_warn;

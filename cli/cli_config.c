@@ -6,7 +6,8 @@
  *   [set NAME]            source, exclude, exclude-if-present (repeatable),
  *                         one-file-system, monthly/full/differential/
  *                         incremental (a calendar) and LEVEL-keep (a
- *                         duration), rpo, pre-hook, post-hook, hook-timeout
+ *                         duration), rpo, pre-hook, post-hook, hook-timeout,
+ *                         compression
  *
  * Every problem is one usage error "FILE:LINE: key 'k': what is wrong".
  * inih does not tell the handler the line, so the file is fed through our
@@ -34,7 +35,7 @@ const char *const cli_set_keys[] = {
 	"source", "exclude", "exclude-if-present", "one-file-system",
 	"monthly", "monthly-keep", "full", "full-keep", "differential", "differential-keep",
 	"incremental", "incremental-keep", "rpo", "pre-hook", "post-hook", "hook-timeout",
-	NULL,
+	"compression", NULL,
 };
 
 #define NKEYS (sizeof(cli_set_keys) / sizeof(cli_set_keys[0]) - 1)
@@ -141,6 +142,16 @@ static struct cli_set *add_set(struct cli_config *cfg, const char *name, unsigne
 	return &nv[cfg->nsets++];
 }
 
+int cli_compression_parse(const char *s, int *ret)
+{
+	uint64_t v;
+
+	if (strata_parse_u64(s, &v) < 0 || v < 1 || v > 19)
+		return -EINVAL;
+	*ret = (int)v;
+	return 0;
+}
+
 static int key_index(const char *key)
 {
 	for (size_t i = 0; i < NKEYS; i++)
@@ -218,6 +229,13 @@ static int set_key(struct cli_set *s, const char *key, const char *value, char *
 			}
 			return 0;
 		}
+	}
+	if (strcmp(key, "compression") == 0) {
+		if (cli_compression_parse(value, &s->compression) < 0) {
+			snprintf(why, wsize, "'%s' is not a zstd level from 1 to 19", value);
+			return -EINVAL;
+		}
+		return 0;
 	}
 	if (strcmp(key, "rpo") == 0 || strcmp(key, "hook-timeout") == 0) {
 		int64_t v;
@@ -633,6 +651,9 @@ int cli_cmd_config(int argc, char **argv, struct strata_error *err)
 				json_object_object_add(so, s->levels[l].name, lo);
 			}
 			json_object_object_add(so, "rpo_seconds", json_object_new_int64(s->rpo));
+			json_object_object_add(so, "compression",
+					       json_object_new_int(s->compression ? s->compression
+										  : STRATA_COMPRESSION_DEFAULT));
 			json_object_array_add(sets, so);
 		}
 		json_object_object_add(o, "sets", sets);

@@ -24,7 +24,7 @@ const char *arg_config;
 #define SET_KEYS_HELP \
 	"\nSet keys of the configuration, for every selected set (lists replace the file's):\n" \
 	"      --source PATH, --exclude GLOB, --exclude-if-present NAME (repeatable)\n" \
-	"      --one-file-system yes|no, --rpo DURATION\n" \
+	"      --one-file-system yes|no, --rpo DURATION, --compression LEVEL\n" \
 	"      --monthly|--full|--differential|--incremental SCHEDULE\n" \
 	"      --monthly-keep|--full-keep|--differential-keep|--incremental-keep DURATION\n" \
 	"      --pre-hook CMD, --post-hook CMD, --hook-timeout DURATION\n"
@@ -51,6 +51,7 @@ static const struct cli_command cli_commands[] = {
 	  "  -x, --one-file-system stay on the file system of each source\n"
 	  "      --frame-size SIZE target frame size, e.g. 256K, 1M\n"
 	  "      --threads N       compression threads (default: CPUs)\n"
+	  "      --compression N   zstd level, 1 (fastest) to 19 (default: " STRATA_STR(STRATA_COMPRESSION_DEFAULT) ")\n"
 	  "      --no-wait         fail instead of waiting for the repository lock\n"
 	  "      --json            print the snapshot as JSON\n",
 	  "back up paths into a new snapshot" },

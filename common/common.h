@@ -175,6 +175,10 @@ void strata_heap_prefault(size_t bytes);
  */
 void strata_thread_nice(int delta);
 
+/* A macro's value as a string literal: STRATA_STR(3) is "3". */
+#define STRATA_STR_(x) #x
+#define STRATA_STR(x) STRATA_STR_(x)
+
 /* Checked strtoull/strtoll over the whole string: 0 or -EINVAL/-ERANGE. */
 int strata_parse_u64(const char *s, uint64_t *ret);
 int strata_parse_i64(const char *s, int64_t *ret);

@@ -132,9 +132,12 @@ int strata_frames_decode(const uint8_t *p, size_t len, struct strata_frame **ret
 
 struct strata_archive_writer;
 
+/* The zstd level of a backup that names none (strata backup --compression). */
+#define STRATA_COMPRESSION_DEFAULT 1
+
 struct strata_archive_writer_options {
 	uint32_t frame_size;   /* target decompressed frame size; 0 = 1 MiB */
-	int level;             /* zstd level; 0 = 3 */
+	int level;             /* zstd level; 0 = STRATA_COMPRESSION_DEFAULT */
 	int threads;           /* compression workers; 0 = number of CPUs */
 	const uint8_t *master_key; /* NULL: plain archive */
 };

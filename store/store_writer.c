@@ -43,7 +43,6 @@
 #include "store_int.h"
 
 #define FRAME_SIZE_DEFAULT (1u << 20)
-#define LEVEL_DEFAULT 3
 #define THREADS_MAX 64
 #define DIRECT_ALIGN 4096u          /* offsets, lengths and memory of O_DIRECT writes */
 #define STAGE_FLUSH (4u << 20)      /* a direct write once this much is staged */
@@ -578,7 +577,7 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 	w->frame_size = opts->frame_size ? opts->frame_size : FRAME_SIZE_DEFAULT;
 	if (w->frame_size > STRATA_FRAME_MAX)
 		w->frame_size = STRATA_FRAME_MAX;
-	w->level = opts->level ? opts->level : LEVEL_DEFAULT;
+	w->level = opts->level ? opts->level : STRATA_COMPRESSION_DEFAULT;
 	if (opts->threads > 0) {
 		w->nthreads = (unsigned)opts->threads;
 	} else {

@@ -34,6 +34,10 @@ usage_error --no-such-option
 usage_error -r "$repo" list --no-such-option
 usage_error -r "$repo" backup --level hourly "$src"
 usage_error -r "$repo" backup --level full
+for l in 0 20 -1 3x ''; do
+	usage_error -r "$repo" backup --level full --compression "$l" "$src"
+	expect_err_contains "--compression '$l'"
+done
 usage_error -r "$repo" restore
 usage_error -r "$repo" diff 1
 usage_error
@@ -57,6 +61,20 @@ jq -e 'type == "array" and length == 0' "$OUT" >/dev/null || fail "list --json o
 expect_exit 4 strata -r "$repo" backup --level full "$T/no-such-source"
 expect_exit 0 strata -r "$repo" backup --level full "$src"
 expect_exit 0 strata -r "$repo" backup --level incremental --set other "$src/d"
+
+# --compression reaches zstd: the same compressible file is smaller at 19.
+mkdir "$T/zsrc"
+seq 1 200000 >"$T/zsrc/seq"
+for l in 1 19; do
+	expect_exit 0 strata -r "$T/repo-z$l" init
+	expect_exit 0 strata -r "$T/repo-z$l" backup --level full --compression "$l" "$T/zsrc"
+	du -b "$T/repo-z$l"/archives/*.tar.zst | awk '{ print $1 }' >"$T/z$l.size"
+	rm -rf "$T/out-z"
+	expect_exit 0 strata -r "$T/repo-z$l" restore latest --to "$T/out-z"
+	cmp "$T/zsrc/seq" "$T/out-z/$(rel "$T/zsrc")/seq" || fail "--compression $l: restored file differs"
+done
+(($(cat "$T/z19.size") < $(cat "$T/z1.size"))) ||
+	fail "--compression 19 archive ($(cat "$T/z19.size") B) not smaller than at 1 ($(cat "$T/z1.size") B)"
 for s in 999999 no-such-name 2020-01-01T000000Z-full other/no-such; do
 	expect_exit 4 strata -r "$repo" ls "$s"
 	expect_one_line_err

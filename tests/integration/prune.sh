@@ -210,6 +210,8 @@ printf '[repository]\npath = %s\npassphrase-file = /nonexistent/pass\n[set x]\ns
 bad "$T/bad.conf:3: key 'passphrase-file': cannot read '/nonexistent/pass'"
 printf '[repository]\npath = %s\n[set x]\nsource = %s\nfull = daily 25:00\n' "$repo" "$src" >"$T/bad.conf"
 bad "$T/bad.conf:5: key 'full': 'daily 25:00' is not a schedule"
+printf '[repository]\npath = %s\n[set x]\nsource = %s\ncompression = 22\n' "$repo" "$src" >"$T/bad.conf"
+bad "$T/bad.conf:5: key 'compression': '22' is not a zstd level from 1 to 19"
 printf '[repository]\npath = %s\n[set x]\nexclude = *.pyc\n' "$repo" >"$T/bad.conf"
 bad "$T/bad.conf:3: [set x] has no key 'source'"
 printf '[repositry]\npath = %s\n' "$repo" >"$T/bad.conf"
