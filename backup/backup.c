@@ -107,7 +107,9 @@ struct run {
 	uint8_t *buf;
 
 	struct strata_buf path;     /* current tar path, "srv/erp/x" */
-	FILE *manifest;
+	struct strata_buf mlines;   /* manifest lines not yet in 'manifest' */
+	FILE *manifest;             /* NULL until the lines outgrow MANIFEST_MEM */
+	int manifest_err;           /* errno of the first manifest failure */
 	struct idcache users, groups;
 	struct hardlink *links;
 	size_t nlinks, alinks;
@@ -373,20 +375,65 @@ static int frame_after(struct run *r, uint64_t size)
 
 /* ---- manifest --------------------------------------------------------- */
 
-static void manifest_escape(FILE *f, const char *s, size_t len)
+/*
+ * The manifest's lines stay in memory up to MANIFEST_MEM (~70,000 entries)
+ * and only a larger tree spills them to a temporary file: an unchanged
+ * incremental, which writes no archive, then costs no file and no write.
+ */
+#define MANIFEST_MEM (8u << 20)
+
+static void mput(struct run *r, const void *p, size_t n)
 {
+	if (!r->manifest_err && strata_buf_append(&r->mlines, p, n) < 0)
+		r->manifest_err = ENOMEM;
+}
+
+/* Move the lines in memory to the temporary file (made on first use). */
+static void manifest_spill(struct run *r)
+{
+	if (r->manifest_err || r->mlines.len == 0)
+		return;
+	errno = 0;
+	if (!r->manifest)
+		r->manifest = tmpfile();
+	if (!r->manifest || fwrite(r->mlines.data, 1, r->mlines.len, r->manifest) != r->mlines.len)
+		r->manifest_err = errno ? errno : EIO;
+	strata_buf_reset(&r->mlines);
+}
+
+static void manifest_escape(struct run *r, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
 	size_t run = 0;
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c <= 0x20 || c >= 0x7f || c == '%') {
-			fwrite(s + run, 1, i - run, f);
-			fprintf(f, "%%%02x", c);
+			char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
+
+			mput(r, s + run, i - run);
+			mput(r, esc, 3);
 			run = i + 1;
 		}
 	}
-	fwrite(s + run, 1, len - run, f);
+	mput(r, s + run, len - run);
+}
+
+/* v in base 8 or 10 at p, then a space; returns the end. */
+static char *put_num(char *p, uint64_t v, unsigned base)
+{
+	char t[24];
+	int n = 0;
+
+	do {
+		t[n++] = (char)('0' + v % base);
+		v /= base;
+	} while (v);
+	while (n)
+		*p++ = t[--n];
+	*p++ = ' ';
+	return p;
 }
 
 static const char *archive_name_of(struct run *r, int64_t id)
@@ -427,35 +474,59 @@ static const char *archive_name_of(struct run *r, int64_t id)
  */
 static void manifest_add(struct run *r, const struct strata_entry *e)
 {
-	char sha[65];
+	char head[256], *p = head;
+	const char *an = archive_name_of(r, e->archive);
+	size_t an_len = strlen(an);
 
 	r->in_tree++;
-	if (!r->manifest)
-		return;
-	if (e->has_sha256)
-		strata_hex(sha, e->sha256, 32);
-	else
-		snprintf(sha, sizeof(sha), "-");
-	fprintf(r->manifest, "%c %o %u %u %llu %lld %s %llu %s ", e->type, e->mode, e->uid, e->gid,
-		(unsigned long long)e->size, (long long)e->mtime_ns, archive_name_of(r, e->archive),
-		(unsigned long long)e->data_offset, sha);
-	manifest_escape(r->manifest, (const char *)r->path.data, r->path.len);
-	if (e->type == STRATA_T_LNK && e->link) {
-		fputs(" -> ", r->manifest);
-		manifest_escape(r->manifest, e->link, e->link_len);
+	*p++ = (char)e->type;
+	*p++ = ' ';
+	p = put_num(p, e->mode, 8);
+	p = put_num(p, e->uid, 10);
+	p = put_num(p, e->gid, 10);
+	p = put_num(p, e->size, 10);
+	if (e->mtime_ns < 0) {
+		*p++ = '-';
+		p = put_num(p, -(uint64_t)e->mtime_ns, 10);
+	} else {
+		p = put_num(p, (uint64_t)e->mtime_ns, 10);
 	}
-	fputc('\n', r->manifest);
+	memcpy(p, an, an_len);   /* at most 63 bytes (struct archive_name) */
+	p += an_len;
+	*p++ = ' ';
+	p = put_num(p, e->data_offset, 10);
+	if (e->has_sha256) {
+		strata_hex(p, e->sha256, 32);
+		p += 64;
+	} else {
+		*p++ = '-';
+	}
+	*p++ = ' ';
+	mput(r, head, (size_t)(p - head));
+	manifest_escape(r, (const char *)r->path.data, r->path.len);
+	if (e->type == STRATA_T_LNK && e->link) {
+		mput(r, " -> ", 4);
+		manifest_escape(r, e->link, e->link_len);
+	}
+	mput(r, "\n", 1);
+	if (r->mlines.len >= MANIFEST_MEM)
+		manifest_spill(r);
 }
 
 static int manifest_write(struct run *r)
 {
 	struct archive_entry *e = r->entry;
-	long size;
+	long size = (long)r->mlines.len;
 	size_t n;
 
-	if (fflush(r->manifest) != 0 || (size = ftell(r->manifest)) < 0)
-		return strata_error_errno(r->err, errno, "cannot write manifest");
-	rewind(r->manifest);
+	if (r->manifest) {
+		manifest_spill(r);
+		if (!r->manifest_err && (fflush(r->manifest) != 0 || (size = ftell(r->manifest)) < 0))
+			r->manifest_err = errno;
+		rewind(r->manifest);
+	}
+	if (r->manifest_err)
+		return strata_error_errno(r->err, r->manifest_err, "cannot write manifest");
 	sym_archive_entry_clear(e);
 	sym_archive_entry_set_pathname(e, MANIFEST_MEMBER);
 	sym_archive_entry_set_filetype(e, AE_IFREG);
@@ -464,6 +535,14 @@ static int manifest_write(struct run *r)
 	sym_archive_entry_set_mtime(e, r->snap.started_ns / 1000000000, r->snap.started_ns % 1000000000);
 	if (sym_archive_write_header(r->tar, e) != ARCHIVE_OK)
 		return tar_fail(r, "the manifest");
+	if (!r->manifest) {
+		for (size_t off = 0; off < r->mlines.len; off += n) {
+			n = r->mlines.len - off < READ_CHUNK ? r->mlines.len - off : READ_CHUNK;
+			if (sym_archive_write_data(r->tar, r->mlines.data + off, n) != (la_ssize_t)n)
+				return tar_fail(r, "the manifest");
+		}
+		return 0;
+	}
 	while ((n = fread(r->buf, 1, READ_CHUNK, r->manifest)) > 0)
 		if (sym_archive_write_data(r->tar, r->buf, n) != (la_ssize_t)n)
 			return tar_fail(r, "the manifest");
@@ -1408,6 +1487,7 @@ static void run_release(struct run *r)
 	strata_sha256_free(r->sha);
 	free(r->buf);
 	strata_buf_release(&r->path);
+	strata_buf_release(&r->mlines);
 	if (r->manifest)
 		fclose(r->manifest);
 	free(r->users.v);
@@ -1498,11 +1578,6 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 	r.entry = sym_archive_entry_new();
 	if (!r.buf || !r.entry || strata_sha256_new(&r.sha) < 0) {
 		ret = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-		goto out;
-	}
-	r.manifest = tmpfile();
-	if (!r.manifest) {
-		ret = strata_error_errno(err, errno, "cannot create a temporary manifest file");
 		goto out;
 	}
 	r.large = opts->frame_size ? opts->frame_size : LARGE_FRAME;

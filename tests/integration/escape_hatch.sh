@@ -36,6 +36,21 @@ zstd -dc -- "$a" | tar -C "$T/x" --xattrs --xattrs-include='*' --numeric-owner \
 	fail "zstd -dc | tar -x failed"
 }
 [[ -s $T/x/.strata/manifest ]] || fail "manifest not extracted"
+# The manifest is the snapshot's whole tree, a line per entry: type mode
+# uid gid size mtime_ns archive offset sha256 path [-> target], with %XX
+# for bytes <= 0x20, >= 0x7f and '%' (so the fields split on spaces).
+m=$T/x/.strata/manifest
+n_tree=$(find "$T/x" -mindepth 1 -path "$T/x/.strata" -prune -o -printf . | wc -c)
+[[ $(wc -l <"$m") == "$n_tree" ]] || fail "manifest has $(wc -l <"$m") lines, the snapshot $n_tree entries"
+bad=$(awk '!(NF == 10 || (NF == 12 && $1 == "l" && $11 == "->")) || ($7 != "this" && $7 != "-") { print NR ": " $0; exit }' "$m")
+[[ -z $bad ]] || fail "manifest line $bad"
+f=$(cd "$src" && find . -type f -size +0 -newermt 1970-01-02 -regex '[A-Za-z0-9/._-]*' -print -quit)
+f=${f#./}
+want="$(stat -c '%s' "$src/$f") $(stat -c '%.9Y' "$src/$f" | tr -d .)"
+line=$(awk -v p="$srel/$f" '$10 == p' "$m")
+[[ $(awk '{ print $5, $6 }' <<<"$line") == "$want" ]] || fail "manifest line of $f: '$line', wanted size and mtime $want"
+[[ $(awk '{ print $9 }' <<<"$line") == "$(sha256sum <"$src/$f" | cut -d' ' -f1)" ]] ||
+	fail "manifest sha256 of $f differs from sha256sum"
 snapshot_state "$T/x/$srel" "$T/state.tar"
 # The pre-1970 mtime with a fraction (modes/plain) is checked on its own
 # below, so a failure there does not hide the checks that follow.
