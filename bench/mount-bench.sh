@@ -143,7 +143,11 @@ mount_restic() {
 	ls "$S1" >/dev/null
 }
 mount_borg() {
-	borg mount "$W/borg" "$MNT" >/dev/null 2>&1 || return 1
+	# borg mount needs Debian's python3-llfuse, which borgbackup only recommends
+	borg mount "$W/borg" "$MNT" >/dev/null 2>"$W/borg-mount.err" || {
+		note "borg mount: $(tail -n 1 "$W/borg-mount.err")"
+		return 1
+	}
 	S1=$MNT/one/$REL
 	S2=$MNT/two/$REL
 	ls "$S1" >/dev/null || return 1
