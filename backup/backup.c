@@ -110,6 +110,7 @@ struct run {
 	struct strata_buf mlines;   /* manifest lines not yet in 'manifest' */
 	FILE *manifest;             /* NULL until the lines outgrow MANIFEST_MEM */
 	int manifest_err;           /* errno of the first manifest failure */
+	size_t manifest_mem;        /* spill mlines at this size */
 	struct idcache users, groups;
 	struct hardlink *links;
 	size_t nlinks, alinks;
@@ -376,9 +377,10 @@ static int frame_after(struct run *r, uint64_t size)
 /* ---- manifest --------------------------------------------------------- */
 
 /*
- * The manifest's lines stay in memory up to MANIFEST_MEM (~70,000 entries)
- * and only a larger tree spills them to a temporary file: an unchanged
- * incremental, which writes no archive, then costs no file and no write.
+ * The manifest's lines stay in memory up to MANIFEST_MEM (~70,000 entries;
+ * opts->manifest_mem) and only a larger tree spills them to a temporary
+ * file: an unchanged incremental, which writes no archive, then costs no
+ * file and no write.
  */
 #define MANIFEST_MEM (8u << 20)
 
@@ -509,7 +511,7 @@ static void manifest_add(struct run *r, const struct strata_entry *e)
 		manifest_escape(r, e->link, e->link_len);
 	}
 	mput(r, "\n", 1);
-	if (r->mlines.len >= MANIFEST_MEM)
+	if (r->mlines.len >= r->manifest_mem)
 		manifest_spill(r);
 }
 
@@ -1580,6 +1582,7 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 		ret = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		goto out;
 	}
+	r.manifest_mem = opts->manifest_mem ? opts->manifest_mem : MANIFEST_MEM;
 	r.large = opts->frame_size ? opts->frame_size : LARGE_FRAME;
 	r.small = opts->small_frame_size ? opts->small_frame_size : SMALL_FRAME;
 	if (r.small > r.large)

@@ -40,6 +40,9 @@ struct strata_backup_options {
 	uint32_t frame_size;             /* frames inside large files; 0 = 1 MiB */
 	uint32_t small_frame_size;       /* frames holding runs of small files; 0 = 128 KiB */
 	int compression_level;           /* 0 = default */
+	/* manifest bytes kept in memory before they go to a temporary file;
+	 * 0 = 8 MiB (tests set a few bytes to exercise the file) */
+	size_t manifest_mem;
 	int threads;                     /* 0 = CPUs */
 	bool one_file_system;
 	/* Called once per warning with one line ("'/srv/x': Permission denied"). */
