@@ -405,15 +405,15 @@ static void manifest_spill(struct run *r)
 
 static void manifest_escape(struct run *r, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t run = 0;
 
 	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+		uint8_t c = (uint8_t)s[i];
 
 		if (c <= 0x20 || c >= 0x7f || c == '%') {
-			char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
+			char esc[4] = "%";
 
+			strata_hex(esc + 1, &c, 1);
 			mput(r, s + run, i - run);
 			mput(r, esc, 3);
 			run = i + 1;

@@ -225,6 +225,16 @@ fi
 # at its default level, then strata at zstd level 3 like tar's, each strata
 # into a fresh scratch repository), page cache warmed before each: medians
 # in T[tar_full_pairs], T[strata_full_pairs] and T[strata3_full_pairs].
+
+# strata_pair KEY [BACKUP OPTION...]: a full into a fresh scratch repository
+strata_pair() {
+	local key=$1
+	shift
+	rm -rf "$W/strata/pair"
+	"$STRATA" -r "$W/strata/pair" init >/dev/null 2>&1 || return 1
+	warm
+	run "$key" "$STRATA" -r "$W/strata/pair" backup --level full "$@" "$TREE"
+}
 if [ "$STRATA_OK" = yes ] && ok tar_full && ok strata_full && [ "$REPS" -gt 1 ]; then
 	note "== full backups, $REPS alternating pairs"
 	tp=() sp=() s3=()
@@ -232,18 +242,9 @@ if [ "$STRATA_OK" = yes ] && ok tar_full && ok strata_full && [ "$REPS" -gt 1 ];
 		warm
 		run "tar_full_pair.$i" bash -c 'set -o pipefail; tar -C / -cf - "$1" | zstd -3 -T0 -q -f -o "$2"' \
 			_ "$REL" "$W/tar/pair.tar.zst" || break
-		for lv in default 3; do
-			rm -rf "$W/strata/pair"
-			"$STRATA" -r "$W/strata/pair" init >/dev/null 2>&1 || break 2
-			warm
-			if [ $lv = default ]; then
-				run "strata_full_pair.$i" "$STRATA" -r "$W/strata/pair" backup --level full "$TREE" || break 2
-			else
-				run "strata3_full_pair.$i" "$STRATA" -r "$W/strata/pair" backup --level full \
-					--compression 3 "$TREE" || break 2
-				S[strata3_full]=$(bytes "$W/strata/pair")
-			fi
-		done
+		strata_pair "strata_full_pair.$i" || break
+		strata_pair "strata3_full_pair.$i" --compression 3 || break
+		S[strata3_full]=$(bytes "$W/strata/pair")
 		tp+=("${T[tar_full_pair.$i]}") sp+=("${T[strata_full_pair.$i]}") s3+=("${T[strata3_full_pair.$i]}")
 	done
 	rm -rf "$W/strata/pair" "$W/tar/pair.tar.zst"
