@@ -4,6 +4,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -281,6 +282,21 @@ int strata_pread_full(int fd, void *buf, size_t n, uint64_t off)
 		off += (uint64_t)r;
 	}
 	return 0;
+}
+
+static void (*_Atomic block_hook)(void);
+
+void strata_set_block_hook(void (*hook)(void))
+{
+	atomic_store(&block_hook, hook);
+}
+
+void strata_will_block(void)
+{
+	void (*hook)(void) = atomic_load(&block_hook);
+
+	if (hook)
+		hook();
 }
 
 int strata_write_full(int fd, const void *buf, size_t n)

@@ -146,6 +146,15 @@ int strata_read_full(int fd, void *buf, size_t n);
 int strata_pread_full(int fd, void *buf, size_t n, uint64_t off);
 int strata_write_full(int fd, const void *buf, size_t n);
 int strata_pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
+/*
+ * Long waits (the disk, a frame another thread reads from disk) announce
+ * themselves with strata_will_block(), which calls the process's hook if
+ * one is set: the mount's request loop then hands reading /dev/fuse to
+ * another thread (fs/fs_loop.c).  The hook runs in the waiting thread and
+ * must be cheap when it has nothing to do.
+ */
+void strata_set_block_hook(void (*hook)(void));
+void strata_will_block(void);
 
 /* Time helpers: nanoseconds since the epoch. */
 int64_t strata_now_ns(void);

@@ -246,6 +246,8 @@ void fs_hlmap_init(struct fs_hlmap *m);
 void fs_hlmap_release(struct fs_hlmap *m);
 
 void fs_file_unref(struct fs_file *f);
+/* Serve the session until it ends (fs_loop.c): 0 or -errno. */
+int fs_loop_run(struct fuse_session *se, unsigned max_threads);
 void fs_prefetch_init(struct fs *fs);
 /* Stop the worker and drop a pending job; before the reader is freed. */
 void fs_prefetch_release(struct fs *fs);

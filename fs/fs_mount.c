@@ -1,6 +1,6 @@
 /*
  * fs_mount.c - strata_fs_mount: the FUSE session (mount options, the
- * multithreaded loop, signals, detaching), the pool of read-only catalog
+ * request loop of fs_loop.c, signals, detaching), the pool of read-only catalog
  * handles the worker threads share, and the snapshot list behind the top
  * two levels of the tree, reloaded from the catalog while mounted.
  *
@@ -67,6 +67,11 @@ struct strata_catalog *fs_cat_get(struct fs *fs)
 	struct strata_error err;
 
 	pthread_mutex_lock(&fs->pool_lock);
+	if (!fs->pool_free && fs->pool_open >= fs->pool_max) {
+		pthread_mutex_unlock(&fs->pool_lock);
+		strata_will_block();
+		pthread_mutex_lock(&fs->pool_lock);
+	}
 	while (!fs->pool_free && fs->pool_open >= fs->pool_max)
 		pthread_cond_wait(&fs->pool_cond, &fs->pool_lock);
 	if (fs->pool_free) {
@@ -649,7 +654,6 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	char *argv[4];
 	int argc = 0;
 	struct fuse_args args;
-	struct fuse_loop_config *lcfg = NULL;
 	bool handlers = false, mounted = false;
 	char *mnt_real = NULL;
 	uint64_t budget;
@@ -729,20 +733,9 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	mounted = true;
 	fs_tune_readahead(&fs, mnt_real);
 
-	lcfg = fuse_loop_cfg_create();
-	if (!lcfg) {
-		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-		goto out;
-	}
 	/* A few threads more than handles, for requests that need none
 	 * (forget, release, statfs, xattrs of the top level). */
-	fuse_loop_cfg_set_max_threads(lcfg, (unsigned)fs.pool_max + 4);
-	/* Idle workers stay: a new thread faults in its buffers again. */
-	fuse_loop_cfg_set_idle_threads(lcfg, (unsigned)fs.pool_max + 4);
-	fuse_loop_cfg_set_clone_fd(lcfg, 0);
-	rc = fuse_session_loop_mt(fs.se, lcfg);
-	/* An unmount ends the loop with 0, SIGINT/SIGTERM/SIGHUP with the
-	 * (positive) signal number: both are a clean end. */
+	rc = fs_loop_run(fs.se, (unsigned)fs.pool_max + 4);
 	if (rc < 0) {
 		rc = strata_error_set(err, -EIO, STRATA_ERR_IO, "the FUSE session failed: %s",
 				      strerror(-rc));
@@ -751,7 +744,6 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 	rc = 0;
 out:
 	free(mnt_real);
-	fuse_loop_cfg_destroy(lcfg);
 	if (mounted)
 		fuse_session_unmount(fs.se);
 	if (handlers)

@@ -22,11 +22,13 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -49,6 +51,7 @@
 struct cache_claim {
 	uint8_t id[STRATA_ARCHIVE_ID_LEN];
 	uint32_t index;
+	atomic_bool disk;          /* the loader waits for the disk */
 	struct cache_claim *next;
 };
 
@@ -337,6 +340,7 @@ static int cache_claim(struct strata_frame_cache *c, const uint8_t id[STRATA_ARC
 {
 	struct strata_cache_entry *e;
 	struct cache_claim *o;
+	bool announced = false;
 
 	*ret = NULL;
 	pthread_mutex_lock(&c->lock);
@@ -358,10 +362,20 @@ static int cache_claim(struct strata_frame_cache *c, const uint8_t id[STRATA_ARC
 			pthread_mutex_unlock(&c->lock);
 			return CLAIM_BUSY;
 		}
+		if (!announced && atomic_load(&o->disk)) {
+			/* a wait for the disk: announced outside the lock, then
+			 * look again (the load may be done) */
+			announced = true;
+			pthread_mutex_unlock(&c->lock);
+			strata_will_block();
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
 		pthread_cond_wait(&c->loaded, &c->lock);
 	}
 	memcpy(cl->id, id, STRATA_ARCHIVE_ID_LEN);
 	cl->index = index;
+	atomic_init(&cl->disk, false);
 	cl->next = c->claims;
 	c->claims = cl;
 	pthread_mutex_unlock(&c->lock);
@@ -820,8 +834,30 @@ static void reader_dctx_put(struct strata_archive_reader *r, ZSTD_DCtx *d)
  * Read, authenticate, check and decompress frame i into a new buffer of
  * frames[i].usize bytes (the caller frees it).
  */
-static int reader_load(struct strata_archive_reader *r, uint32_t i, uint8_t **ret,
-		       struct strata_error *err)
+/*
+ * Read n bytes at off: first without waiting for the disk (RWF_NOWAIT);
+ * if they are not all in the page cache, mark the claim (others waiting
+ * for this frame then know it is the disk) and say strata_will_block()
+ * before the read that waits.
+ */
+static int reader_pread_frame(struct strata_archive_reader *r, struct cache_claim *cl, void *buf,
+			      size_t n, uint64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = n };
+	ssize_t got = preadv2(r->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+
+	if (got == (ssize_t)n)
+		return 0;
+	if (got < 0)
+		got = 0;   /* EAGAIN, or unsupported: the blocking read reports real errors */
+	if (cl)
+		atomic_store(&cl->disk, true);
+	strata_will_block();
+	return strata_pread_full(r->fd, (uint8_t *)buf + got, n - (size_t)got, off + (uint64_t)got);
+}
+
+static int reader_load(struct strata_archive_reader *r, uint32_t i, struct cache_claim *cl,
+		       uint8_t **ret, struct strata_error *err)
 {
 	const struct strata_frame *f = &r->frames[i];
 	uint8_t *in = NULL, *out = NULL;
@@ -836,7 +872,7 @@ static int reader_load(struct strata_archive_reader *r, uint32_t i, uint8_t **re
 		rc = strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
 		goto out;
 	}
-	rc = strata_pread_full(r->fd, in, f->csize, f->coffset);
+	rc = reader_pread_frame(r, cl, in, f->csize, f->coffset);
 	if (rc == -ENODATA) {
 		rc = reader_corrupt(r, err, "frame %u: truncated", i);
 		goto out;
@@ -944,7 +980,7 @@ static int reader_frame_get(struct strata_archive_reader *r, uint32_t i,
 		*ret = e;
 		return 0;
 	}
-	rc = reader_load(r, i, &data, err);
+	rc = reader_load(r, i, &cl, &data, err);
 	if (rc < 0) {
 		cache_unclaim(r->cache, &cl);
 		return rc;
@@ -954,7 +990,7 @@ static int reader_frame_get(struct strata_archive_reader *r, uint32_t i,
 	if (!e || e->size != r->frames[i].usize) {
 		strata_frame_cache_put(r->cache, e);
 		/* no memory for a cache entry, or another size under our key: go around the cache */
-		rc = reader_load(r, i, &data, err);
+		rc = reader_load(r, i, NULL, &data, err);
 		if (rc < 0)
 			return rc;
 		*ret_private = data;
@@ -1057,7 +1093,7 @@ int strata_archive_reader_check_frame(struct strata_archive_reader *r, uint32_t 
 	if (i >= r->nframes)
 		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
 					"archive '%s': no frame %u", r->name, i);
-	rc = reader_load(r, i, &data, err);
+	rc = reader_load(r, i, NULL, &data, err);
 	if (rc == 0)
 		free(data);
 	return rc;
@@ -1076,7 +1112,7 @@ static struct strata_cache_entry *reader_prefetch_frame(struct strata_archive_re
 
 	if (cache_claim(r->cache, r->id, i, r->frames[i].usize, false, &cl, &e) != CLAIM_LOAD)
 		return e;
-	if (reader_load(r, i, &data, NULL) == 0)
+	if (reader_load(r, i, &cl, &data, NULL) == 0)
 		e = strata_frame_cache_insert(r->cache, r->id, i, data, r->frames[i].usize);
 	cache_unclaim(r->cache, &cl);
 	return e;

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -769,6 +770,75 @@ START_TEST(test_reader_views)
 }
 END_TEST
 
+static int hook_calls;
+
+static void count_hook(void)
+{
+	hook_calls++;
+}
+
+/*
+ * A frame read from the disk announces the wait (strata_will_block), one
+ * in the page cache or the frame cache does not: the mount's request loop
+ * hands its leadership on only for the first.
+ */
+START_TEST(test_reader_block_hook)
+{
+	struct strata_archive_info info;
+	struct strata_archive_reader *r;
+	struct strata_frame_cache *cache;
+	struct strata_error err = { 0 };
+	struct strata_frame_view v;
+	struct statfs sf;
+	size_t n = 200000;
+	uint8_t *data = make_data(n, 16);
+	int fd;
+
+	write_archive(data, n, 16384, 1, key1, false, &info);
+	fd = openat(tmpfd, info.name, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fdatasync(fd), 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	ck_assert_int_eq(strata_frame_cache_new(4u << 20, &cache), 0);
+	ck_assert_int_eq(strata_archive_reader_open(tmpfd, info.name, key1, NULL, 0, cache, &r,
+						    &err), 0);
+	strata_set_block_hook(count_hook);
+
+	/* from the disk (tmpfs and the like keep every page in memory) */
+	hook_calls = 0;
+	ck_assert_int_eq(strata_archive_reader_view(r, 100000, 10, &v, &err), 0);
+	ck_assert(memcmp(v.data, data + 100000, 10) == 0);
+	strata_frame_view_release(&v);
+	ck_assert_int_eq(fstatfs(fd, &sf), 0);
+	if (sf.f_type != 0x01021994 /* TMPFS_MAGIC */)
+		ck_assert_int_ge(hook_calls, 1);
+
+	/* from the frame cache, then from the page cache: no wait */
+	hook_calls = 0;
+	ck_assert_int_eq(strata_archive_reader_view(r, 100000, 10, &v, &err), 0);
+	strata_frame_view_release(&v);
+	{
+		uint8_t *all = malloc(info.file_size);   /* the whole file into the page cache */
+
+		ck_assert_ptr_nonnull(all);
+		ck_assert_int_eq(strata_pread_full(fd, all, info.file_size, 0), 0);
+		free(all);
+	}
+	strata_archive_reader_drop(r, 0, n);
+	ck_assert_int_eq(strata_archive_reader_view(r, 100000, 10, &v, &err), 0);
+	ck_assert(memcmp(v.data, data + 100000, 10) == 0);
+	strata_frame_view_release(&v);
+	ck_assert_int_eq(hook_calls, 0);
+
+	strata_set_block_hook(NULL);
+	strata_archive_reader_close(r);
+	strata_frame_cache_free(cache);
+	close(fd);
+	strata_archive_info_release(&info);
+	free(data);
+}
+END_TEST
+
 START_TEST(test_reader_bad_open)
 {
 	struct strata_archive_reader *r;
@@ -1074,6 +1144,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_writer_sticky);
 	tcase_add_test(tc, test_reader_threads);
 	tcase_add_test(tc, test_reader_views);
+	tcase_add_test(tc, test_reader_block_hook);
 	tcase_add_test(tc, test_reader_bad_open);
 	suite_add_tcase(s, tc);
 
