@@ -770,6 +770,57 @@ START_TEST(test_reader_views)
 }
 END_TEST
 
+/*
+ * Small frames take fresh memory only up to 4 MiB of buffers (160 KiB each):
+ * past that the oldest frame's buffer is reused, unless the warming pool
+ * has touched buffers to give, which let the cache grow.
+ */
+START_TEST(test_reader_fresh_memory)
+{
+	struct strata_archive_info info;
+	struct strata_archive_reader *r;
+	struct strata_frame_cache *cache;
+	struct strata_error err = { 0 };
+	struct strata_frame_view v;
+	size_t n = 200u * 16384;
+	uint8_t *data = make_data(n, 17);
+	uint64_t count = 0, max = (4u << 20) / (160u << 10);
+	int warmed = 0;
+
+	write_archive(data, n, 16384, 1, key1, false, &info);
+	ck_assert_int_eq(strata_frame_cache_new(64u << 20, &cache), 0);
+	ck_assert_int_eq(strata_archive_reader_open(tmpfd, info.name, key1, NULL, 0, cache, &r,
+						    &err), 0);
+	ck_assert_uint_ge(strata_archive_reader_nframes(r), 150);
+	for (size_t off = 0; off < n / 2; off += 16384) {
+		ck_assert_int_eq(strata_archive_reader_view(r, off, 10, &v, &err), 0);
+		ck_assert(memcmp(v.data, data + off, 10) == 0);
+		strata_frame_view_release(&v);
+	}
+	strata_frame_cache_used(cache, &count);
+	ck_assert_uint_le(count, max + 1);
+	ck_assert_uint_ge(count, max - 1);
+	/* touched buffers from the pool: the cache grows by as many */
+	for (int i = 0; i < 40; i++)
+		if (strata_frame_cache_warm_one(cache) > 0)
+			warmed++;
+	ck_assert_int_eq(warmed, 40);
+	for (size_t off = n / 2; off < n; off += 16384) {
+		ck_assert_int_eq(strata_archive_reader_view(r, off, 10, &v, &err), 0);
+		ck_assert(memcmp(v.data, data + off, 10) == 0);
+		strata_frame_view_release(&v);
+	}
+	strata_frame_cache_used(cache, &count);
+	ck_assert_uint_ge(count, max + 40 - 1);
+	ck_assert_uint_le(count, max + 40 + 1);
+
+	strata_archive_reader_close(r);
+	strata_frame_cache_free(cache);
+	strata_archive_info_release(&info);
+	free(data);
+}
+END_TEST
+
 static int hook_calls;
 
 static void count_hook(void)
@@ -1145,6 +1196,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_reader_threads);
 	tcase_add_test(tc, test_reader_views);
 	tcase_add_test(tc, test_reader_block_hook);
+	tcase_add_test(tc, test_reader_fresh_memory);
 	tcase_add_test(tc, test_reader_bad_open);
 	suite_add_tcase(s, tc);
 
