@@ -495,10 +495,38 @@ out:
 	return 0;
 }
 
+int strata_catalog_hold(struct strata_catalog *cat, int64_t not_before_ns, struct strata_error *err)
+{
+	int64_t now = strata_now_ns();
+
+	if (cat->in_backup || (cat->held_since && cat->held_since >= not_before_ns))
+		return 0;
+	strata_catalog_release(cat, INT64_MAX);
+	if (!sqlite3_get_autocommit(cat->db))
+		return strata_error_set(err, -EBUSY, STRATA_ERR_INTERNAL,
+					"catalog '%s': a transaction is open", cat->path);
+	/* deferred: the read transaction itself starts with the next query */
+	if (exec(cat, "BEGIN", err, "cannot begin a read transaction") < 0)
+		return -EIO;
+	cat->held_since = now;
+	return 0;
+}
+
+void strata_catalog_release(struct strata_catalog *cat, int64_t not_before_ns)
+{
+	if (!cat || cat->in_backup || !cat->held_since || cat->held_since >= not_before_ns)
+		return;
+	cat->held_since = 0;
+	if (!sqlite3_get_autocommit(cat->db) &&
+	    sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		(void)sqlite3_exec(cat->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 void strata_catalog_close(struct strata_catalog *cat)
 {
 	if (!cat)
 		return;
+	strata_catalog_release(cat, INT64_MAX);
 	if (cat->in_backup)
 		strata_catalog_backup_rollback(cat);
 	for (int i = 0; i < ST_MAX; i++)

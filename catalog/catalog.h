@@ -194,6 +194,20 @@ int strata_catalog_snapshot_latest(struct strata_catalog *cat, int64_t set_id, i
  */
 int strata_catalog_generation(struct strata_catalog *cat, int64_t *ret, struct strata_error *err);
 
+/*
+ * Each of a reader's calls runs in a read transaction of its own, and
+ * beginning one (the WAL's locks) costs about as much as the lookup in it.
+ * strata_catalog_hold keeps one read transaction open across calls: it
+ * keeps the held one if that began at or after not_before_ns (wall clock,
+ * strata_now_ns), else ends it and begins another, so the reader then sees
+ * what was committed since.  strata_catalog_release ends a held
+ * transaction that began before not_before_ns (INT64_MAX: any).  A held
+ * transaction keeps WAL checkpoints from finishing: release handles that
+ * go idle.  Neither touches a handle inside a backup.  0 or -errno.
+ */
+int strata_catalog_hold(struct strata_catalog *cat, int64_t not_before_ns, struct strata_error *err);
+void strata_catalog_release(struct strata_catalog *cat, int64_t not_before_ns);
+
 /* ---- the tree of a snapshot (readers) --------------------------------- */
 
 /*

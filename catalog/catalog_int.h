@@ -130,6 +130,7 @@ struct strata_catalog {
 	int64_t run_lo, run_hi;     /* version ids born in run_snap; lo > hi when none */
 	int64_t run_node_floor;     /* node ids above it were added by the running backup */
 	struct catalog_attr_cache attr;
+	int64_t held_since;         /* strata_catalog_hold's transaction began, or 0 */
 };
 
 /* catalog.c */

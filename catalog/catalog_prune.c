@@ -244,6 +244,7 @@ int strata_catalog_prune_apply(struct strata_catalog *cat, struct strata_prune_i
 	if (cat->in_backup)
 		return strata_error_set(err, -EBUSY, STRATA_ERR_INTERNAL,
 					"catalog '%s': a backup is running", cat->path);
+	strata_catalog_release(cat, INT64_MAX);
 	r = run_sql(cat, "BEGIN IMMEDIATE", 0, 0, 0, NULL, err);
 	if (r < 0)
 		goto out;

@@ -138,6 +138,7 @@ int strata_catalog_backup_begin(struct strata_catalog *cat, int64_t set_id, enum
 					label, STRATA_LABEL_MAX - 1);
 	memset(&s, 0, sizeof(s));
 	cat->attr.valid = false;
+	strata_catalog_release(cat, INT64_MAX);
 	r = exec_stmt(cat, ST_BEGIN, err, "cannot begin backup");
 	if (r < 0)
 		return r;

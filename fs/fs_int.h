@@ -41,6 +41,8 @@
 /* How often the snapshot list may be reloaded from the catalog. */
 #define FS_POLL_NS (200 * 1000000LL)
 #define FS_RELOAD_NS (1000 * 1000000LL)
+/* A catalog handle keeps its read transaction this long (strata_catalog_hold). */
+#define FS_HOLD_NS (250 * 1000000LL)
 
 /* ---- the snapshot list (fs_mount.c) ---------------------------------- */
 
@@ -149,6 +151,7 @@ struct fs {
 	pthread_rwlock_t view_lock;
 	struct fs_view *view;
 	atomic_llong last_poll_ns;
+	atomic_llong hold_floor_ns;   /* handles' transactions must be newer (view changed) */
 	atomic_llong last_reload_ns;
 	struct fs_snap single;   /* options.snapshot: the one snapshot */
 
@@ -246,8 +249,9 @@ void fs_hlmap_init(struct fs_hlmap *m);
 void fs_hlmap_release(struct fs_hlmap *m);
 
 void fs_file_unref(struct fs_file *f);
-/* Serve the session until it ends (fs_loop.c): 0 or -errno. */
-int fs_loop_run(struct fuse_session *se, unsigned max_threads);
+/* Serve the session until it ends (fs_loop.c): 0 or -errno.  tick(arg)
+ * runs about once a second in the calling thread. */
+int fs_loop_run(struct fuse_session *se, unsigned max_threads, void (*tick)(void *), void *arg);
 void fs_prefetch_init(struct fs *fs);
 /* Stop the worker and drop a pending job; before the reader is freed. */
 void fs_prefetch_release(struct fs *fs);

@@ -130,7 +130,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int fs_loop_run(struct fuse_session *se, unsigned max_threads)
+int fs_loop_run(struct fuse_session *se, unsigned max_threads, void (*tick)(void *), void *arg)
 {
 	struct fs_loop l = { .se = se, .max = max_threads ? max_threads : 1 };
 	sigset_t block, old;
@@ -167,6 +167,8 @@ int fs_loop_run(struct fuse_session *se, unsigned max_threads)
 		ts.tv_sec += 1;
 		if (sem_timedwait(&l.done, &ts) == 0)
 			break;
+		if (tick)
+			tick(arg);
 	}
 
 	pthread_mutex_lock(&l.lock);
