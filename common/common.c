@@ -4,9 +4,9 @@
 #include "common.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <limits.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

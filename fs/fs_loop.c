@@ -11,8 +11,8 @@
  *
  * Here exactly one thread, the leader, reads requests, and it serves each
  * one itself unless the request is about to wait: the disk (a frame not in
- * the page cache, strata_pread_full_hinted), a load another thread is
- * doing, a catalog handle.  Such a wait calls strata_will_block(), and the
+ * the page cache, found with RWF_NOWAIT), a frame another thread reads
+ * from disk, a free catalog handle.  Such a wait calls strata_will_block(), and the
  * leader passes the leadership to an idle follower (started on demand, up
  * to max) before it waits, so the next requests are read and served
  * meanwhile.  A request that only computes (a lookup from the catalog in

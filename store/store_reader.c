@@ -840,10 +840,6 @@ static void reader_dctx_put(struct strata_archive_reader *r, ZSTD_DCtx *d)
 }
 
 /*
- * Read, authenticate, check and decompress frame i into a new buffer of
- * frames[i].usize bytes (the caller frees it).
- */
-/*
  * Read n bytes at off: first without waiting for the disk (RWF_NOWAIT);
  * if they are not all in the page cache, mark the claim (others waiting
  * for this frame then know it is the disk) and say strata_will_block()
@@ -865,6 +861,11 @@ static int reader_pread_frame(struct strata_archive_reader *r, struct cache_clai
 	return strata_pread_full(r->fd, (uint8_t *)buf + got, n - (size_t)got, off + (uint64_t)got);
 }
 
+/*
+ * Read, authenticate, check and decompress frame i into a new buffer of
+ * frames[i].usize bytes (the caller frees it); cl, the
+ * claim the load is made under, or NULL.
+ */
 static int reader_load(struct strata_archive_reader *r, uint32_t i, struct cache_claim *cl,
 		       uint8_t **ret, struct strata_error *err)
 {
