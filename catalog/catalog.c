@@ -37,6 +37,12 @@
 	"SELECT a.id, a.snapshot, a.name, a.file_size, a.stream_size, a.sha256, " \
 	"a.encrypted, a.salt, a.frames FROM archive a"
 #define COMPLETE " s.state IN (1, 2)"
+/*
+ * Snapshot ?2 is a complete one of set ?1: part of a lookup's own query, so
+ * a lookup is one statement (SQLite evaluates the constant subquery once).
+ */
+#define VISIBLE " AND EXISTS (SELECT 1 FROM snapshot s WHERE s.id = ?2 AND s.set_id = ?1 AND" \
+	COMPLETE ")"
 
 static const char *const stmt_sql[ST_MAX] = {
 	[ST_SNAP_BY_ID] = SNAP_COLS " WHERE s.id = ?1 AND" COMPLETE,
@@ -64,10 +70,10 @@ static const char *const stmt_sql[ST_MAX] = {
 		LIVE_AT("?2") " ORDER BY n.name",
 	[ST_LOOKUP_ROOT] = "SELECT " ENTRY_COLS " FROM node n CROSS JOIN version v"
 		ENTRY_JOINS " WHERE n.parent IS NULL AND n.set_id = ?1 AND n.name = ?4"
-		" AND v.node = n.id AND" LIVE_AT("?2"),
+		" AND v.node = n.id AND" LIVE_AT("?2") VISIBLE,
 	[ST_LOOKUP] = "SELECT " ENTRY_COLS " FROM node n CROSS JOIN version v"
 		ENTRY_JOINS " WHERE n.parent = ?3 AND n.name = ?4 AND n.set_id = ?1"
-		" AND v.node = n.id AND" LIVE_AT("?2"),
+		" AND v.node = n.id AND" LIVE_AT("?2") VISIBLE,
 	/* Visibility (complete snapshot of the node's set) is part of the query. */
 	[ST_NODE_ENTRY] = "SELECT " ENTRY_COLS " FROM node n CROSS JOIN version v"
 		ENTRY_JOINS " WHERE n.id = ?1 AND v.node = n.id AND" LIVE_AT("?2")

@@ -558,13 +558,12 @@ absent:
 	}
 }
 
+/* Visibility is part of the lookup's query: one statement per name (the mount's hot path). */
 int strata_catalog_lookup(struct strata_catalog *cat, int64_t set_id, int64_t snap, int64_t parent,
 			  const char *name, size_t len, struct strata_entry_list *ret,
 			  struct strata_error *err)
 {
-	int r = snapshot_visible(cat, set_id, snap, err);
-
-	return r < 0 ? r : lookup(cat, set_id, snap, parent, name, len, ret, err);
+	return lookup(cat, set_id, snap, parent, name, len, ret, err);
 }
 
 /*

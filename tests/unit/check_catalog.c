@@ -341,6 +341,14 @@ START_TEST(test_tree)
 	strata_entry_list_release(&l);
 	ck_assert_int_eq(strata_catalog_lookup(fx.cat, fx.set, fx.s1, etc, "zz", 2, &l, &err), -ENOENT);
 	ck_assert_int_eq(err.kind, STRATA_ERR_NOT_FOUND);
+	/* visibility is part of the lookup: another set's id, or no such snapshot */
+	ck_assert_int_eq(strata_catalog_lookup(fx.cat, fx.set, fx.s1, 0, "etc", 3, &l, &err), 0);
+	strata_entry_list_release(&l);
+	ck_assert_int_eq(strata_catalog_lookup(fx.cat, fx.set + 1, fx.s1, 0, "etc", 3, &l, &err),
+			 -ENOENT);
+	ck_assert_int_eq(strata_catalog_lookup(fx.cat, fx.set, fx.s3 + 100, 0, "etc", 3, &l, &err),
+			 -ENOENT);
+	ck_assert_uint_eq(l.n, 0);
 
 	/* node_entry: the version of a node live in a snapshot */
 	{
@@ -705,6 +713,9 @@ START_TEST(test_reader_during_backup_and_rollback)
 
 	/* the writer's own connection: the running snapshot is invisible */
 	ck_assert_int_eq(strata_catalog_children(fx.cat, fx.set, s.id, 0, &l, &err), -ENOENT);
+	memset(&err, 0, sizeof(err));
+	ck_assert_int_eq(strata_catalog_lookup(fx.cat, fx.set, s.id, 0, "new-in-running", 14, &l,
+					       &err), -ENOENT);
 	memset(&err, 0, sizeof(err));
 	ck_assert_int_eq(strata_catalog_snapshot_find(fx.cat, s.name, NULL, &s, &err), -ENOENT);
 	memset(&err, 0, sizeof(err));
