@@ -354,7 +354,7 @@ static int frame_policy(struct run *r, uint64_t size)
 
 	if (!cut)
 		return 0;
-	ret = strata_archive_writer_cut(r->writer, r->err);
+	ret = strata_archive_writer_cut(r->writer, size >= r->large ? r->large : r->small, r->err);
 	if (ret < 0)
 		return ret;
 	r->frame_start = off;
@@ -368,7 +368,7 @@ static int frame_after(struct run *r, uint64_t size)
 
 	if (size < r->large)
 		return 0;
-	ret = strata_archive_writer_cut(r->writer, r->err);
+	ret = strata_archive_writer_cut(r->writer, r->large, r->err);
 	if (ret == 0)
 		r->frame_start = strata_archive_writer_offset(r->writer);
 	return ret;

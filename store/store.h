@@ -167,10 +167,16 @@ int strata_archive_writer_reserve(struct strata_archive_writer *w, void **ret_bu
 
 /*
  * End the current frame here if it holds any bytes, so the next byte
- * starts a new frame.  Backup calls it before a large file so that file's
- * data starts at a frame boundary.
+ * starts a new frame.  next: how large the next frame may grow.  While the
+ * job being filled has room for twice that (and next is under half a
+ * frame), the next frame shares its compression job, one hand-over to the
+ * workers for many small frames; otherwise the job goes now and the next
+ * frame starts a job of its own, where it can reach frame_size.  Backup
+ * cuts before a large file (next = frame_size) so that file's data starts
+ * at a frame boundary, and between runs of small files.
  */
-int strata_archive_writer_cut(struct strata_archive_writer *w, struct strata_error *err);
+int strata_archive_writer_cut(struct strata_archive_writer *w, uint32_t next,
+			      struct strata_error *err);
 
 /* Uncompressed bytes appended so far (the offset the next byte will have). */
 uint64_t strata_archive_writer_offset(const struct strata_archive_writer *w);

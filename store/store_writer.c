@@ -4,11 +4,16 @@
  *
  * Writer.  The caller's bytes are copied once, into the input buffer of
  * the job being filled, or not at all when the caller produced them there
- * (strata_archive_writer_reserve).  A full (or cut) job gets the next frame index and
+ * (strata_archive_writer_reserve).  A job holds one or more frames: a cut
+ * that leaves room in the job only marks where the next frame starts, so
+ * small frames travel in batches (each hand-over between threads is a
+ * futex wake-up, ~25 us on a paravirtualised host: 32 KiB frames one per
+ * job made a full backup of the bench tree 8% slower).  A full job, or
+ * one cut for a frame that needs the room, gets the next frame indexes and
  * goes to a FIFO served by a pool of worker threads, each with its own
- * ZSTD_CCtx, which compress it one-shot with the content checksum on.  The
- * pool starts with the second frame: an archive of one frame (an hourly
- * incremental of a few files) is compressed and written by the calling
+ * ZSTD_CCtx, which compress its frames one-shot with the content checksum
+ * on.  The pool starts with the second job: an archive of one job (an
+ * hourly incremental of a few files) is compressed and written by the calling
  * thread in _finish, because starting the threads, each touching a fresh
  * stack and malloc arena, cost more than the whole compression.  One
  * output thread writes finished jobs to the file strictly in index order
@@ -16,13 +21,14 @@
  * buffers (a ring of at most 2 * threads + 2 jobs in flight bounds memory;
  * buffers are recycled through a free list).  Sealing needs the last-frame
  * flag, which is only known once a later frame exists or _finish runs: a
- * worker seals its frame when it already knows, otherwise the output
- * thread seals it just before writing it; and the newest frame is never
- * written before _finish.  The writer's first error is sticky; an error of
- * the output thread (or of a job) reaches the caller at its next call.
+ * worker seals its job's frames, the last of them only when it already
+ * knows, otherwise the output thread seals that one just before writing
+ * it; and the newest job is never written before _finish.  The writer's
+ * first error is sticky; an error of the output thread (or of a job)
+ * reaches the caller at its next call.
  *
  * Locking: w->lock protects the pending FIFO, the ring, the free list,
- * job->done/sealed, the submitted/finishing/stop fields and the output
+ * job->done, the submitted/finishing/stop fields and the output
  * thread's error.  The frame table, coffset, the SHA-256 and the file
  * belong to the output thread until the ring is empty in _finish, then to
  * the calling thread (the hand-over happens under w->lock).
@@ -43,6 +49,7 @@
 #include "store_int.h"
 
 #define FRAME_SIZE_DEFAULT (1u << 20)
+#define JOB_FRAMES_MAX 64
 #define THREADS_MAX 64
 #define DIRECT_ALIGN 4096u          /* offsets, lengths and memory of O_DIRECT writes */
 #define STAGE_FLUSH (4u << 20)      /* a direct write once this much is staged */
@@ -50,16 +57,23 @@
 
 /* ---- writer ---------------------------------------------------------------- */
 
+/* One frame of a job: in[start, end) compressed to out[coff, coff + clen), then the tag. */
+struct wseg {
+	uint32_t end;
+	uint32_t coff, clen;
+	uint32_t checksum;
+};
+
 struct wjob {
 	struct wjob *next;       /* pending FIFO or free list */
-	uint64_t index;
+	uint64_t index;          /* of its first frame */
 	uint8_t *in;
 	size_t in_len;
-	uint8_t *out;            /* compressed frame, then the GCM tag */
-	size_t out_len;          /* zstd frame bytes (tag not included) */
-	uint32_t checksum;
+	uint32_t nseg;           /* frames before the one being filled; all of them once submitted */
+	struct wseg seg[JOB_FRAMES_MAX];
+	uint8_t *out;            /* compressed frames, each followed by room for its GCM tag */
 	bool done;
-	bool sealed;
+	uint32_t nsealed;        /* frames [0, nsealed) are sealed */
 	int rc;
 	char msg[128];
 };
@@ -145,23 +159,51 @@ static ZSTD_CCtx *writer_cctx_new(const struct strata_archive_writer *w)
 static void writer_compress(const struct strata_archive_writer *w, ZSTD_CCtx *cctx,
 			    struct wjob *j)
 {
-	size_t r;
+	size_t at = 0, start = 0;
 
 	if (!cctx) {
 		j->rc = -ENOMEM;
 		snprintf(j->msg, sizeof(j->msg), "cannot create a compression context");
 		return;
 	}
-	r = ZSTD_compress2(cctx, j->out, w->out_cap - STRATA_GCM_TAG_LEN, j->in, j->in_len);
-	if (ZSTD_isError(r) || r < 4) {
-		j->rc = -EIO;
-		snprintf(j->msg, sizeof(j->msg), "frame %llu: compression failed: %s",
-			 (unsigned long long)j->index,
-			 ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short frame");
-		return;
+	for (uint32_t k = 0; k < j->nseg; k++) {
+		struct wseg *g = &j->seg[k];
+		size_t r = ZSTD_compress2(cctx, j->out + at, w->out_cap - at - STRATA_GCM_TAG_LEN,
+					  j->in + start, g->end - start);
+
+		if (ZSTD_isError(r) || r < 4) {
+			j->rc = -EIO;
+			snprintf(j->msg, sizeof(j->msg), "frame %llu: compression failed: %s",
+				 (unsigned long long)(j->index + k),
+				 ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short frame");
+			return;
+		}
+		g->coff = (uint32_t)at;
+		g->clen = (uint32_t)r;
+		g->checksum = strata_get_le32(j->out + at + r - 4);
+		at += r + STRATA_GCM_TAG_LEN;
+		start = g->end;
 	}
-	j->out_len = r;
-	j->checksum = strata_get_le32(j->out + r - 4);
+}
+
+/*
+ * Seal j's frames from j->nsealed up to 'to'; last: frame nseg - 1 ends the
+ * archive.  Failures go to j->rc and j->msg.
+ */
+static void writer_seal(const struct strata_archive_writer *w, struct wjob *j, uint32_t to,
+			bool last)
+{
+	for (; j->rc == 0 && j->nsealed < to; j->nsealed++) {
+		uint32_t k = j->nsealed;
+		const struct wseg *g = &j->seg[k];
+
+		if (strata_frame_seal(w->key, w->id, j->index + k, last && k + 1 == j->nseg,
+				      j->out + g->coff, g->clen) < 0) {
+			j->rc = -EIO;
+			snprintf(j->msg, sizeof(j->msg), "frame %llu: sealing failed",
+				 (unsigned long long)(j->index + k));
+		}
+	}
 }
 
 static void *writer_worker(void *arg)
@@ -198,21 +240,13 @@ static void *writer_worker(void *arg)
 		writer_compress(w, cctx, j);
 		if (j->rc == 0 && w->sealing) {
 			pthread_mutex_lock(&w->lock);
-			know = j->index + 1 < w->submitted || w->finishing;
-			last = w->finishing && j->index + 1 == w->submitted;
+			know = j->index + j->nseg < w->submitted || w->finishing;
+			last = w->finishing && j->index + j->nseg == w->submitted;
 			pthread_mutex_unlock(&w->lock);
-			if (know) {
-				if (strata_frame_seal(w->key, w->id, j->index, last, j->out,
-						      j->out_len) < 0) {
-					j->rc = -EIO;
-					snprintf(j->msg, sizeof(j->msg), "frame %llu: sealing failed",
-						 (unsigned long long)j->index);
-					goto done;
-				}
-				j->sealed = true;
-			}
+			/* all but the job's last frame are not the archive's last */
+			writer_seal(w, j, know ? j->nseg : j->nseg - 1, last);
 		}
-done:
+
 		pthread_mutex_lock(&w->lock);
 		j->done = true;
 		if (j == w->ring[w->ring_head])
@@ -339,25 +373,14 @@ static int writer_emit(struct strata_archive_writer *w, const void *p, size_t n,
  * Write one finished job (output thread), sealing it first if the worker
  * could not.  last: it is the archive's last frame (known only finishing).
  */
-static int writer_write_job(struct strata_archive_writer *w, struct wjob *j, bool last,
-			    struct strata_error *err)
+static int writer_write_frame(struct strata_archive_writer *w, const struct wjob *j, uint32_t k,
+			      struct strata_error *err)
 {
+	const struct wseg *g = &j->seg[k];
 	struct strata_frame *f;
-	size_t n;
+	size_t n = g->clen + (w->sealing ? STRATA_GCM_TAG_LEN : 0);
 	int rc;
 
-	if (j->rc < 0)
-		return strata_error_set(err, j->rc, STRATA_ERR_INTERNAL, "archive '%s': %s", w->name,
-					j->msg);
-	if (w->sealing && !j->sealed) {
-		rc = strata_frame_seal(w->key, w->id, j->index, last, j->out, j->out_len);
-		if (rc < 0)
-			return strata_error_set(err, rc, STRATA_ERR_INTERNAL,
-						"archive '%s': frame %llu: sealing failed", w->name,
-						(unsigned long long)j->index);
-		j->sealed = true;
-	}
-	n = j->out_len + (w->sealing ? STRATA_GCM_TAG_LEN : 0);
 	if (w->nframes == w->frames_alloc) {
 		uint32_t na = w->frames_alloc ? w->frames_alloc * 2 : 64;
 		struct strata_frame *nf;
@@ -377,12 +400,31 @@ static int writer_write_job(struct strata_archive_writer *w, struct wjob *j, boo
 	f->coffset = w->coffset;
 	f->uoffset = w->nframes ? f[-1].uoffset + f[-1].usize : 0;
 	f->csize = (uint32_t)n;
-	f->usize = (uint32_t)j->in_len;
-	f->checksum = j->checksum;
-	rc = writer_emit(w, j->out, n, err);
+	f->usize = g->end - (k ? j->seg[k - 1].end : 0);
+	f->checksum = g->checksum;
+	rc = writer_emit(w, j->out + g->coff, n, err);
 	if (rc < 0)
 		return rc;
 	w->nframes++;
+	return 0;
+}
+
+static int writer_write_job(struct strata_archive_writer *w, struct wjob *j, bool last,
+			    struct strata_error *err)
+{
+	int rc;
+
+	/* what the worker could not seal: its last frame, not knowing whether it ends the archive */
+	if (j->rc == 0 && w->sealing)
+		writer_seal(w, j, j->nseg, last);
+	if (j->rc < 0)
+		return strata_error_set(err, j->rc, STRATA_ERR_INTERNAL, "archive '%s': %s", w->name,
+					j->msg);
+	for (uint32_t k = 0; k < j->nseg; k++) {
+		rc = writer_write_frame(w, j, k, err);
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
 }
 
@@ -394,7 +436,7 @@ static bool writer_head_ready(const struct strata_archive_writer *w)
 	if (!w->ring_count)
 		return false;
 	j = w->ring[w->ring_head];
-	return j->done && (w->finishing || j->index + 1 < w->submitted);
+	return j->done && (w->finishing || j->index + j->nseg < w->submitted);
 }
 
 /*
@@ -418,7 +460,7 @@ static void *writer_output(void *arg)
 		if (w->stop)
 			break;
 		j = w->ring[w->ring_head];
-		last = w->finishing && j->index + 1 == w->submitted;
+		last = w->finishing && j->index + j->nseg == w->submitted;
 		pthread_mutex_unlock(&w->lock);
 		strata_error_init(&e);
 		rc = writer_write_job(w, j, last, &e);
@@ -493,10 +535,13 @@ static int writer_submit(struct strata_archive_writer *w, struct strata_error *e
 	}
 	w->cur = NULL;
 	j->done = false;
-	j->sealed = false;
+	j->nsealed = 0;
 	j->rc = 0;
 	j->next = NULL;
-	j->index = w->submitted++;
+	if (!j->nseg || j->seg[j->nseg - 1].end < j->in_len)
+		j->seg[j->nseg++].end = (uint32_t)j->in_len;   /* the frame being filled */
+	j->index = w->submitted;
+	w->submitted += j->nseg;
 	w->ring[(w->ring_head + w->ring_count) % w->ring_cap] = j;
 	w->ring_count++;
 	if (w->pending_tail)
@@ -516,7 +561,7 @@ static int writer_submit(struct strata_archive_writer *w, struct strata_error *e
 	{
 		const struct wjob *h = w->ring[w->ring_head];
 
-		if (h != j && h->done && h->index + 1 == j->index)
+		if (h != j && h->done && h->index + h->nseg == j->index)
 			pthread_cond_signal(&w->out_cond);
 	}
 out:
@@ -549,6 +594,7 @@ static int writer_cur(struct strata_archive_writer *w, struct strata_error *err)
 		w->njobs++;
 	}
 	j->in_len = 0;
+	j->nseg = 0;
 	j->next = NULL;
 	w->cur = j;
 	return 0;
@@ -587,7 +633,9 @@ int strata_archive_writer_open(int dirfd, const struct strata_archive_writer_opt
 	if (w->nthreads > THREADS_MAX)
 		w->nthreads = THREADS_MAX;
 	w->sealing = opts->master_key != NULL;
-	w->out_cap = ZSTD_compressBound(w->frame_size) + STRATA_GCM_TAG_LEN;
+	/* each frame of a job may add up to 64 bytes to the bound of the whole (zstd.h) */
+	w->out_cap = ZSTD_compressBound(w->frame_size) +
+		     JOB_FRAMES_MAX * (64 + STRATA_GCM_TAG_LEN);
 	/* two frames per worker, one being written and the newest one held back */
 	w->ring_cap = 2 * w->nthreads + 2;
 
@@ -700,13 +748,21 @@ int strata_archive_writer_reserve(struct strata_archive_writer *w, void **ret_bu
 	return 0;
 }
 
-int strata_archive_writer_cut(struct strata_archive_writer *w, struct strata_error *err)
+int strata_archive_writer_cut(struct strata_archive_writer *w, uint32_t next,
+			      struct strata_error *err)
 {
+	struct wjob *j = w->cur;
+
 	if (w->error || w->finished)
 		return writer_sticky(w, err);
-	if (w->cur && w->cur->in_len)
-		return writer_submit(w, err);
-	return 0;
+	if (!j || !j->in_len || (j->nseg && j->seg[j->nseg - 1].end == j->in_len))
+		return 0;   /* no bytes since the last frame boundary */
+	if (next < w->frame_size / 2 && w->frame_size - j->in_len >= 2 * (size_t)next &&
+	    j->nseg + 1 < JOB_FRAMES_MAX) {
+		j->seg[j->nseg++].end = (uint32_t)j->in_len;
+		return 0;
+	}
+	return writer_submit(w, err);
 }
 
 uint64_t strata_archive_writer_offset(const struct strata_archive_writer *w)

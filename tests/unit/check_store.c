@@ -104,8 +104,10 @@ static void write_archive(const uint8_t *data, size_t n, uint32_t frame_size, in
 		off += k;
 		ck_assert_uint_eq(strata_archive_writer_offset(w), off);
 		step = (step * 7 + 13) % 70001;
+		/* cuts that share a job (small next) and cuts that end it */
 		if (cuts && step % 5 == 0)
-			ck_assert_int_eq(strata_archive_writer_cut(w, &err), 0);
+			ck_assert_int_eq(strata_archive_writer_cut(w, step % 3 ? (uint32_t)step % 9000 :
+								   frame_size, &err), 0);
 	}
 	ck_assert_int_eq(strata_archive_writer_finish(w, info, &err), 0);
 	strata_archive_writer_free(w);
@@ -543,6 +545,59 @@ START_TEST(test_sealed_tamper)
 }
 END_TEST
 
+/*
+ * Small frames share compression jobs, yet each is its own frame: 40 cuts
+ * with a small 'next' give 40 frames of the sizes cut, sealed or not; a cut
+ * for a large frame then starts a job, so the large data's frames are whole.
+ */
+static void batched_cuts(const uint8_t *key, int threads)
+{
+	struct strata_archive_writer_options o = { .threads = threads, .master_key = key };
+	struct strata_archive_writer *w;
+	struct strata_archive_reader *r;
+	struct strata_archive_info info;
+	struct strata_error err = { 0 };
+	size_t n = 40 * 3000 + 1000 + (3u << 20), off = 0;
+	uint8_t *data = make_data(n, 77);
+
+	ck_assert_int_eq(strata_archive_writer_open(tmpfd, &o, &w, &err), 0);
+	for (int i = 0; i < 40; i++, off += 3000) {
+		ck_assert_int_eq(strata_archive_writer_write(w, data + off, 3000, &err), 0);
+		ck_assert_int_eq(strata_archive_writer_cut(w, 4096, &err), 0);
+		ck_assert_int_eq(strata_archive_writer_cut(w, 4096, &err), 0);  /* nothing since: no-op */
+	}
+	ck_assert_int_eq(strata_archive_writer_write(w, data + off, 1000, &err), 0);
+	off += 1000;
+	ck_assert_int_eq(strata_archive_writer_cut(w, 1u << 20, &err), 0);
+	ck_assert_int_eq(strata_archive_writer_write(w, data + off, n - off, &err), 0);
+	ck_assert_int_eq(strata_archive_writer_finish(w, &info, &err), 0);
+	strata_archive_writer_free(w);
+
+	ck_assert_uint_eq(info.nframes, 44);
+	for (uint32_t i = 0; i < 40; i++)
+		ck_assert_uint_eq(info.frames[i].usize, 3000);
+	ck_assert_uint_eq(info.frames[40].usize, 1000);
+	for (uint32_t i = 41; i < 44; i++)
+		ck_assert_uint_eq(info.frames[i].usize, 1u << 20);
+	ck_assert_int_eq(strata_archive_reader_open(tmpfd, info.name, key, NULL, 0, NULL, &r, &err),
+			 0);
+	for (uint32_t i = 0; i < info.nframes; i++)
+		ck_assert_int_eq(strata_archive_reader_check_frame(r, i, &err), 0);
+	check_reads(r, data, n, 3);
+	strata_archive_reader_close(r);
+	ck_assert_int_eq(unlinkat(tmpfd, info.name, 0), 0);
+	strata_archive_info_release(&info);
+	free(data);
+}
+
+START_TEST(test_writer_batched_cuts)
+{
+	batched_cuts(NULL, 2);
+	batched_cuts(key1, 2);
+	batched_cuts(key1, 1);
+}
+END_TEST
+
 START_TEST(test_writer_lifecycle)
 {
 	struct strata_archive_writer_options o = { .frame_size = 4096, .threads = 2 };
@@ -563,8 +618,8 @@ START_TEST(test_writer_lifecycle)
 	/* after finish every call fails */
 	ck_assert_int_eq(strata_archive_writer_open(tmpfd, &o, &w, &err), 0);
 	ck_assert_int_eq(strata_archive_writer_write(w, data, 5000, &err), 0);
-	ck_assert_int_eq(strata_archive_writer_cut(w, &err), 0);
-	ck_assert_int_eq(strata_archive_writer_cut(w, &err), 0);
+	ck_assert_int_eq(strata_archive_writer_cut(w, 0, &err), 0);
+	ck_assert_int_eq(strata_archive_writer_cut(w, 0, &err), 0);
 	ck_assert_int_eq(strata_archive_writer_finish(w, &info, &err), 0);
 	ck_assert_uint_eq(info.nframes, 2);
 	ck_assert_int_ne(strata_archive_writer_write(w, data, 1, &err), 0);
@@ -612,7 +667,7 @@ START_TEST(test_writer_sticky)
 	ck_assert_int_eq(strata_archive_writer_write(w, data, 10, &err2), -EFBIG);
 	ck_assert_str_eq(err2.msg, err.msg);
 	strata_error_init(&err2);
-	ck_assert_int_eq(strata_archive_writer_cut(w, &err2), -EFBIG);
+	ck_assert_int_eq(strata_archive_writer_cut(w, 0, &err2), -EFBIG);
 	strata_error_init(&err2);
 	ck_assert_int_eq(strata_archive_writer_finish(w, &info, &err2), -EFBIG);
 	strata_archive_writer_free(w);
@@ -1191,6 +1246,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_roundtrip_empty);
 	tcase_add_test(tc, test_zstd_cli);
 	tcase_add_test(tc, test_seek_table_layout);
+	tcase_add_test(tc, test_writer_batched_cuts);
 	tcase_add_test(tc, test_writer_lifecycle);
 	tcase_add_test(tc, test_writer_sticky);
 	tcase_add_test(tc, test_reader_threads);
