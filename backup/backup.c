@@ -22,11 +22,14 @@
  *   For a sparse file libarchive first writes the sparse map, so the data
  *   offset is the end offset minus the stored segment bytes.
  * - Frame sizes follow the content: a run of small files fills frames of
- *   small_frame_size (128 KiB), so reading one small file back decompresses
+ *   small_frame_size (32 KiB), so reading one small file back decompresses
  *   little; a file of at least frame_size starts a frame of its own and is
  *   cut into frame_size (1 MiB) frames, which compress better and stream
  *   faster.  The mount's random reads and the compression ratio pull in
- *   opposite directions; bench/README.md has the measurements.
+ *   opposite directions; bench/README.md has the measurements.  Past 64 GiB
+ *   of stream small frames grow to 4x, past 256 GiB to frame_size, which
+ *   bounds an archive's frame table (STRATA_FRAMES_MAX frames, and the
+ *   mount keeps the tables of the archives it reads in memory).
  * - A file is read once: the bytes go to the tar stream and SHA-256 at the
  *   same time.  If its stat changes while it is read, the entry is written
  *   again (a later tar member of the same name wins on extraction, the
@@ -54,7 +57,9 @@
 #define READ_CHUNK (1u << 20)
 #define INPLACE_MIN (64u << 10)
 #define LARGE_FRAME (1u << 20)
-#define SMALL_FRAME (128u << 10)
+#define SMALL_FRAME (32u << 10)
+#define SMALL_GROW_AT (64ull << 30)     /* stream offset: small frames 4x from here */
+#define SMALL_LARGE_AT (256ull << 30)   /* and frame_size from here */
 #define MAX_TRIES 3
 #define XATTR_LIST_MAX_BYTES (64u << 10)
 #define XATTR_LIST_SMALL 512u
@@ -346,15 +351,24 @@ static int tar_open(struct run *r)
  * starts its own frame; a small one closes the current frame once it holds
  * a small frame's worth.
  */
+static uint32_t small_frame(const struct run *r, uint64_t off)
+{
+	uint64_t s = off >= SMALL_LARGE_AT ? r->large : off >= SMALL_GROW_AT ? 4ull * r->small :
+		     r->small;
+
+	return s < r->large ? (uint32_t)s : r->large;
+}
+
 static int frame_policy(struct run *r, uint64_t size)
 {
 	uint64_t off = strata_archive_writer_offset(r->writer);
-	bool cut = size >= r->large ? off > r->frame_start : off - r->frame_start >= r->small;
+	uint32_t small = small_frame(r, off);
+	bool cut = size >= r->large ? off > r->frame_start : off - r->frame_start >= small;
 	int ret;
 
 	if (!cut)
 		return 0;
-	ret = strata_archive_writer_cut(r->writer, size >= r->large ? r->large : r->small, r->err);
+	ret = strata_archive_writer_cut(r->writer, size >= r->large ? r->large : small, r->err);
 	if (ret < 0)
 		return ret;
 	r->frame_start = off;

@@ -38,7 +38,7 @@ struct strata_backup_options {
 	const char *label;               /* NULL or e.g. "monthly" */
 	int64_t now_ns;                  /* 0 = the clock; the snapshot's time */
 	uint32_t frame_size;             /* frames inside large files; 0 = 1 MiB */
-	uint32_t small_frame_size;       /* frames holding runs of small files; 0 = 128 KiB */
+	uint32_t small_frame_size;       /* frames holding runs of small files; 0 = 32 KiB */
 	int compression_level;           /* 0 = default */
 	/* manifest bytes kept in memory before they go to a temporary file;
 	 * 0 = 8 MiB (tests set a few bytes to exercise the file) */

@@ -826,7 +826,7 @@ START_TEST(test_reader_views)
 END_TEST
 
 /*
- * Small frames take fresh memory only up to 4 MiB of buffers (160 KiB each):
+ * Small frames take fresh memory only up to 4 MiB of buffers (64 KiB each):
  * past that the oldest frame's buffer is reused, unless the warming pool
  * has touched buffers to give, which let the cache grow.
  */
@@ -839,7 +839,7 @@ START_TEST(test_reader_fresh_memory)
 	struct strata_frame_view v;
 	size_t n = 200u * 16384;
 	uint8_t *data = make_data(n, 17);
-	uint64_t count = 0, max = (4u << 20) / (160u << 10);
+	uint64_t count = 0, max = (4u << 20) / (64u << 10);
 	int warmed = 0;
 
 	write_archive(data, n, 16384, 1, key1, false, &info);
