@@ -2,7 +2,8 @@
 # mount-bench.sh - issue 3's mount targets: strata mount against restic
 # mount, borg mount and archivemount (over a tar.zst) on the bench tree.
 #
-#   ready     mount command until the first `ls` of the snapshot answers
+#   ready     mount command until the first `ls` of the snapshot answers,
+#             page cache dropped; the median of the tool's 3-4 mounts below
 #   find      `find` over the mounted snapshot, warm (median of 3), and the
 #             same over the source tree
 #   seq       cold sequential read of data/images/disk.img (fresh mount,
@@ -15,6 +16,9 @@
 #   seqpairs  strata only: 'seq' again against zstd -d in MB_SEQ_PAIRS
 #             (default 9) alternating cold pairs; the table's seq cells
 #             for strata and zstd -d are then those medians
+#   smallpairs strata and borg: 'small' again in MB_SMALL_PAIRS (default 5)
+#             alternating cold rounds; reports the medians and the median
+#             of the per-round ratios
 #   rss       peak RSS of the mount process (VmHWM), the largest of the
 #             steps' mount processes
 #   ready100  strata only: mount ready (as 'ready', page cache dropped) on a
@@ -27,7 +31,7 @@
 # Environment: BENCH_DIR (default bench/work; this script works in
 # BENCH_DIR/mount), BENCH_SCALE (default 1), STRATA (default
 # build/cli/strata), MB_SMALL (default 1000), MB_SKIP="restic borg
-# archivemount flat ready100 seqpairs" to leave tools or steps out.  Run as root (cache drop,
+# archivemount flat ready100 seqpairs smallpairs" to leave tools or steps out.  Run as root (cache drop,
 # FUSE).  Writes BENCH_DIR/mount/results.md and prints it.
 # shellcheck disable=SC2010,SC2016 # snapshot names are [0-9A-Za-z.-]; bash -c scripts take their arguments positionally
 set -uo pipefail
@@ -188,14 +192,27 @@ peak_rss() {
 	fi
 }
 
-bench_tool() {
-	local tool=$1 t0 f i list=() mib
-	note "$tool"
-	umount_all
+# mount_cold TOOL: mount after a cache drop; the time until the first `ls`
+# answered joins READIES.  Every step mounts this way, and the table's
+# "mount ready" is the median of them: one cold mount swings by a factor of
+# three on this VM (strata 0.04-0.20 s, the first one after the machine
+# booted the slowest).
+READIES=()
+mount_cold() {
+	local t0
 	drop
 	t0=$(now)
-	"mount_$tool" || { note "$tool: mount failed"; umount_all; return; }
-	R[$tool.ready]=$(secs "$t0" "$READY")
+	"mount_$1" || return 1
+	READIES+=("$(secs "$t0" "$READY")")
+	R[$1.ready]=$(median "${READIES[@]}")
+}
+
+bench_tool() {
+	local tool=$1 f i list=() mib
+	note "$tool"
+	READIES=()
+	umount_all
+	mount_cold "$tool" || { note "$tool: mount failed"; umount_all; return; }
 	timed "$tool.find" find "$S1" && for i in 1 2 3; do
 		timed "$tool.find" find "$S1" || break
 		list+=("${R[$tool.find]}")
@@ -204,8 +221,7 @@ bench_tool() {
 	peak_rss "$tool"
 	umount_all
 
-	drop
-	"mount_$tool" || return
+	mount_cold "$tool" || return
 	f=$S1/data/images/disk.img
 	mib=$(($(stat -c %s "$TREE/data/images/disk.img") / 1048576))
 	if timed "$tool.seq" cat "$f"; then
@@ -216,15 +232,13 @@ bench_tool() {
 	peak_rss "$tool"
 	umount_all
 
-	drop
-	"mount_$tool" || return
+	mount_cold "$tool" || return
 	timed "$tool.small" bash -c 'cd "$1" && xargs -d "\n" cat <"$2"' _ "$S1" "$W/small.list"
 	peak_rss "$tool"
 	umount_all
 
 	if [[ -n $S2 ]]; then
-		drop
-		"mount_$tool" || return
+		mount_cold "$tool" || return
 		timed "$tool.diff" diff -r "$S1" "$S2"
 	fi
 	peak_rss "$tool"
@@ -284,6 +298,38 @@ seq_pairs() {
 if ! skip seqpairs; then
 	note "cold sequential read, strata and zstd -d in pairs"
 	seq_pairs
+fi
+
+# ---- small files against borg mount, in alternating rounds ---------------------
+# One cold run of the small files swings by a factor of two on this VM from
+# one hour to the next (strata 0.26-0.53 s, borg 0.58-1.10 s); rounds that
+# alternate the two tools, each on a fresh mount after a cache drop, give a
+# ratio both tools saw under the same conditions.
+small_pairs() {
+	local i t0 ss=() bs=() rs=() s b
+	for ((i = 0; i < ${MB_SMALL_PAIRS:-5}; i++)); do
+		umount_all
+		drop
+		mount_borg || return
+		t0=$(now)
+		(cd "$S1" && xargs -d '\n' cat <"$W/small.list" >/dev/null) || return
+		b=$(secs "$t0" "$(now)")
+		umount_all
+		drop
+		mount_strata || return
+		t0=$(now)
+		(cd "$S1" && xargs -d '\n' cat <"$W/small.list" >/dev/null) || return
+		s=$(secs "$t0" "$(now)")
+		umount_all
+		ss+=("$s")
+		bs+=("$b")
+		rs+=("$(awk -v b="$b" -v s="$s" 'BEGIN { printf "%.2f", b / s }')")
+	done
+	R[small.pairs]="strata $(median "${ss[@]}") s, borg $(median "${bs[@]}") s, borg/strata $(median "${rs[@]}") (rounds: ${rs[*]})"
+}
+if ! skip smallpairs && ! skip borg && have borg; then
+	note "small files, strata and borg in rounds"
+	small_pairs
 fi
 
 # ---- mount ready with 100 snapshots (strata) ----------------------------------
@@ -354,7 +400,7 @@ v() { printf '%s' "${R[$1]:-n/a}"; }
 	echo "|---|---|---|---|---|"
 	for k in ready find seq small diff rss; do
 		case $k in
-		ready) l="mount ready (s)" ;;
+		ready) l="mount ready, cold (s; median of each tool's mounts)" ;;
 		find) l="find, warm (s; source tree: $(v source.find))" ;;
 		seq) l="100 MiB file, cold (MiB/s; zstd -d: $(v zstd.seq))" ;;
 		small) l="$NSMALL random small files, cold (s)" ;;
@@ -365,6 +411,8 @@ v() { printf '%s' "${R[$1]:-n/a}"; }
 	done
 	echo
 	echo "strata cold sequential read / zstd -d, median of ${MB_SEQ_PAIRS:-9} alternating pairs (the table shows the medians of each): $(v seq.ratio)"
+	echo
+	echo "$NSMALL random small files, cold, median of ${MB_SMALL_PAIRS:-5} alternating rounds with borg mount: $(v small.pairs)"
 	echo
 	echo "strata mount ready, 100 snapshots in the repository (s, median of 3): $(v strata.ready100)"
 	echo
