@@ -305,22 +305,23 @@ fi
 # one hour to the next (strata 0.26-0.53 s, borg 0.58-1.10 s); rounds that
 # alternate the two tools, each on a fresh mount after a cache drop, give a
 # ratio both tools saw under the same conditions.
+# small_round TOOL: seconds for the small files through a fresh cold mount
+small_round() {
+	local t0 rc=0
+	umount_all
+	drop
+	"mount_$1" || return
+	t0=$(now)
+	(cd "$S1" && xargs -d '\n' cat <"$W/small.list" >/dev/null) || rc=1
+	secs "$t0" "$(now)"
+	umount_all
+	return "$rc"
+}
 small_pairs() {
-	local i t0 ss=() bs=() rs=() s b
+	local i ss=() bs=() rs=() s b
 	for ((i = 0; i < ${MB_SMALL_PAIRS:-5}; i++)); do
-		umount_all
-		drop
-		mount_borg || return
-		t0=$(now)
-		(cd "$S1" && xargs -d '\n' cat <"$W/small.list" >/dev/null) || return
-		b=$(secs "$t0" "$(now)")
-		umount_all
-		drop
-		mount_strata || return
-		t0=$(now)
-		(cd "$S1" && xargs -d '\n' cat <"$W/small.list" >/dev/null) || return
-		s=$(secs "$t0" "$(now)")
-		umount_all
+		b=$(small_round borg) || return
+		s=$(small_round strata) || return
 		ss+=("$s")
 		bs+=("$b")
 		rs+=("$(awk -v b="$b" -v s="$s" 'BEGIN { printf "%.2f", b / s }')")
