@@ -124,11 +124,25 @@ out:
 
 int cli_cmd_umount(int argc, char **argv, struct strata_error *err)
 {
-	if (argc != 2)
+	static const struct option longopts[] = {
+		CLI_COMMON_LONG,
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, ret;
+
+	cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+		ret = cli_common_option(c, "umount", argv, err);
+		if (ret == CLI_HELP_SHOWN)
+			return 0;
+		if (ret < 0)
+			return ret;
+	}
+	if (optind + 1 != argc)
 		return strata_error_set(err, -EINVAL, STRATA_ERR_USAGE,
 					"usage: strata umount MOUNTPOINT");
 	fflush(NULL);
-	execlp("fusermount3", "fusermount3", "-u", argv[1], (char *)NULL);
-	execlp("umount", "umount", "--", argv[1], (char *)NULL);
+	execlp("fusermount3", "fusermount3", "-u", "--", argv[optind], (char *)NULL);
+	execlp("umount", "umount", "--", argv[optind], (char *)NULL);
 	return strata_error_errno(err, errno, "cannot run fusermount3");
 }

@@ -16,7 +16,10 @@ printf 'two\n' >"$src/two"
 # Help.
 expect_exit 0 strata --help
 grep -qi usage "$OUT" || fail "strata --help prints no usage"
-for c in init backup list ls diff restore verify; do
+# every command that strata --help lists, so a new one cannot miss its help
+mapfile -t commands < <(awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { exit }' "$OUT")
+((${#commands[@]} >= 13)) || fail "strata --help lists only ${#commands[@]} commands: ${commands[*]}"
+for c in "${commands[@]}"; do
 	expect_exit 0 strata "$c" --help
 	grep -qi usage "$OUT" || fail "strata $c --help prints no usage"
 	grep -q -- "$c" "$OUT" || fail "strata $c --help does not name the command"
