@@ -317,15 +317,18 @@ note "== restores (page cache dropped before each)"
 RD=$W/restore
 restore_prep() { rm -rf "$RD"; mkdir -p "$RD"; drop_caches; }
 restored_entries() { find "$RD/$REL" 2>/dev/null | wc -l; }
+# the two restores the target compares, each run once and then in pairs
+# reference: the full's archive(s), largest first, through zstd | tar
+REF_RESTORE=(bash -c 'set -o pipefail; zstd -dc "${@:2}" | tar -x -i -C "$1"' _ "$RD" "${ARCHIVES[@]}")
+STRATA_RESTORE=("$STRATA" -r "$SR" restore "$SID" --to "$RD")
 if [ "$STRATA_OK" = yes ] && [ ${#ARCHIVES[@]} -gt 0 ]; then
-	# reference: the full's archive(s), largest first, through zstd | tar
 	restore_prep
-	run restore_ref bash -c 'set -o pipefail; zstd -dc "${@:2}" | tar -x -i -C "$1"' _ "$RD" "${ARCHIVES[@]}"
+	run restore_ref "${REF_RESTORE[@]}"
 	S[restore_ref_entries]=$(restored_entries)
 fi
 if [ "$STRATA_OK" = yes ] && [ -n "$SID" ]; then
 	restore_prep
-	run strata_restore "$STRATA" -r "$SR" restore "$SID" --to "$RD"
+	run strata_restore "${STRATA_RESTORE[@]}"
 	S[strata_restore_entries]=$(restored_entries)
 	[ "${S[strata_restore_entries]}" -eq "$ENTRIES" ] ||
 		note "WARNING: strata restored ${S[strata_restore_entries]} entries under $RD/$REL, the tree had $ENTRIES"
@@ -338,10 +341,9 @@ if ok restore_ref && ok strata_restore && [ "$REPS" -gt 1 ]; then
 	rp=() sp=()
 	for ((i = 1; i <= REPS; i++)); do
 		restore_prep
-		run "restore_ref_pair.$i" bash -c 'set -o pipefail; zstd -dc "${@:2}" | tar -x -i -C "$1"' \
-			_ "$RD" "${ARCHIVES[@]}" || break
+		run "restore_ref_pair.$i" "${REF_RESTORE[@]}" || break
 		restore_prep
-		run "strata_restore_pair.$i" "$STRATA" -r "$SR" restore "$SID" --to "$RD" || break
+		run "strata_restore_pair.$i" "${STRATA_RESTORE[@]}" || break
 		rp+=("${T[restore_ref_pair.$i]}") sp+=("${T[strata_restore_pair.$i]}")
 	done
 	if [ ${#sp[@]} -eq "$REPS" ]; then
