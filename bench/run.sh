@@ -405,6 +405,8 @@ stamp=$(date +%F)
 suffix=""
 [ "$SCALE" = 1 ] || suffix="-scale$SCALE"
 out=$here/results-$stamp$suffix.md
+# a second run on the same day keeps the first one's file (it may be committed)
+[ -e "$out" ] && out=$here/results-$stamp-$(date +%H%M)$suffix.md
 {
 	echo "## Results $stamp (scale $SCALE)"
 	echo
