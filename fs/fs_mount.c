@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -682,6 +683,57 @@ out:
 	return rc;
 }
 
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/*
+ * The mount point is a directory that is not already the root of a FUSE
+ * mount.  The kernel would stack a second strata mount over a first one
+ * (each then needs its own unmount), and a mount whose process died
+ * answers every call with ENOTCONN; both are named here, with the remedy,
+ * rather than as a failed mount.
+ */
+static int dead_mount(const char *q, struct strata_error *err)
+{
+	return strata_error_set(err, -ENOTCONN, STRATA_ERR_USAGE,
+				"mount point '%s' is a FUSE mount whose process has ended;"
+				" unmount it first (fusermount3 -u)", q);
+}
+
+static int mountpoint_check(const char *mnt, struct strata_error *err)
+{
+	struct stat st, up;
+	struct statfs sf;
+	char q[512], *parent = NULL;
+	int rc = 0;
+
+	strata_quote(q, sizeof(q), mnt, strlen(mnt));
+	if (stat(mnt, &st) < 0) {
+		if (errno == ENOTCONN)
+			return dead_mount(q, err);
+		if (errno == ENOENT)
+			return strata_error_set(err, -ENOENT, STRATA_ERR_NOT_FOUND,
+						"mount point '%s' does not exist", q);
+		return strata_error_errno(err, errno, "cannot use mount point '%s'", q);
+	}
+	if (!S_ISDIR(st.st_mode))
+		return strata_error_set(err, -ENOTDIR, STRATA_ERR_USAGE,
+					"mount point '%s' is not a directory", q);
+	/* stat may answer from the kernel's attribute cache; statfs asks */
+	if (statfs(mnt, &sf) < 0)
+		return errno == ENOTCONN ? dead_mount(q, err) :
+		       strata_error_errno(err, errno, "cannot use mount point '%s'", q);
+	if (sf.f_type != FUSE_SUPER_MAGIC)
+		return 0;
+	if (asprintf(&parent, "%s/..", mnt) < 0)
+		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
+	if (stat(parent, &up) == 0 && up.st_dev != st.st_dev)
+		rc = strata_error_set(err, -EBUSY, STRATA_ERR_USAGE,
+				      "mount point '%s' is already a FUSE mount;"
+				      " unmount it first (strata umount)", q);
+	free(parent);
+	return rc;
+}
+
 int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		    const struct strata_fs_options *opts, struct strata_error *err)
 {
@@ -702,6 +754,9 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		rc = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "no mount point given");
 		goto out;
 	}
+	rc = mountpoint_check(opts->mountpoint, err);
+	if (rc < 0)
+		goto out;
 	rc = fs_precheck(&fs, err);
 	if (rc < 0)
 		goto out;

@@ -275,6 +275,27 @@ snapshot_state "$mnt/$srel" "$T/single2"
 compare_states "$T/state2" "$T/single2" "--snapshot ${ids[2]} and its source state"
 umount_mnt "$mnt"
 
+log "mount point in use, missing or dead: one clear error, nothing stacked"
+mount_bg "$mnt"
+expect_exit 2 strata -r "$repo" mount "$mnt"
+expect_one_line_err
+expect_err_contains "already a FUSE mount"
+n=$(awk -v m="$mnt" '$2 == m { n++ } END { print n + 0 }' /proc/self/mounts)
+[[ $n == 1 ]] || fail "a second mount was stacked on '$mnt' ($n mounts)"
+ls "$mnt/$set" >/dev/null || fail "the first mount stopped answering"
+umount_mnt "$mnt"
+expect_exit 4 strata -r "$repo" mount "$T/no-such-dir"
+expect_err_contains "$T/no-such-dir"
+# a mount whose process was killed answers ENOTCONN until unmounted
+mount_fg "$mnt" "$T/fg.log"
+kill -KILL "$FG_PID"
+wait "$FG_PID" 2>/dev/null || :
+expect_exit 2 strata -r "$repo" mount "$mnt"
+expect_err_contains "process has ended"
+fusermount3 -u "$mnt" || fail "cannot unmount the dead mount"
+mount_bg "$mnt"
+umount_mnt "$mnt"
+
 log "access: the kernel enforces the backed-up modes"
 user=strata-mt$$
 if command -v useradd >/dev/null && command -v setpriv >/dev/null &&
