@@ -76,6 +76,17 @@ trap umount_all EXIT
 
 # ---- the tree, two states -----------------------------------------------
 TREE=$W/tree
+# done.backups lists the tools whose repositories hold both states; a run
+# wanting one more starts over (the tree is in its second state by then).
+want="strata"
+have restic && ! skip restic && want+=" restic"
+have borg && ! skip borg && want+=" borg"
+for t in $want; do
+	grep -qx "$t" "$W/done.backups" 2>/dev/null && continue
+	[[ -e $W/done.backups ]] && note "no $t repository from the earlier run: starting over"
+	rm -rf "$TREE" "$W/done.backups"
+	break
+done
 if [[ ! -d $TREE ]]; then
 	note "generating the tree"
 	"$here/gen-tree.sh" "$TREE" 1 >/dev/null || exit 1
@@ -113,7 +124,7 @@ if [[ ! -f $W/done.backups ]]; then
 	"$STRATA" -r "$W/strata" backup --level incremental "$TREE" >/dev/null || exit 1
 	have restic && ! skip restic && restic -r "$W/restic" backup -q "$TREE" >/dev/null 2>&1
 	have borg && ! skip borg && borg create "$W/borg::two" "$TREE" >/dev/null 2>&1
-	touch "$W/done.backups"
+	printf '%s\n' $want >"$W/done.backups"
 fi
 [[ -s $W/small.list ]] || pick_small
 
