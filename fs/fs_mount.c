@@ -511,14 +511,17 @@ static void unescape_octal(char *s)
  * mount point's realpath, taken before mounting.  Best effort: only root
  * may write the knob.
  */
-static void fs_tune_readahead(struct fs *fs, const char *want)
+/*
+ * The device (MAJ:MIN) of the FUSE mount on top at path 'want' (a
+ * realpath) into dev, from /proc/self/mountinfo; false if there is none.
+ */
+static bool fuse_mount_find(const char *want, char dev[32])
 {
-	char *line = NULL, dev[32] = "";
+	char *line = NULL;
 	size_t cap = 0;
 	FILE *f;
 
-	if (!want)
-		return;
+	dev[0] = '\0';
 	f = fopen("/proc/self/mountinfo", "re");
 	while (f && getline(&line, &cap, f) > 0) {
 		char mdev[32], mnt[PATH_MAX + 1], *fstype = strstr(line, " - ");
@@ -529,12 +532,19 @@ static void fs_tune_readahead(struct fs *fs, const char *want)
 			continue;
 		unescape_octal(mnt);
 		if (!strcmp(mnt, want))
-			snprintf(dev, sizeof(dev), "%s", mdev);  /* the last one is on top */
+			snprintf(dev, 32, "%s", mdev);  /* the last one is on top */
 	}
 	if (f)
 		fclose(f);
 	free(line);
-	if (*dev) {
+	return dev[0] != '\0';
+}
+
+static void fs_tune_readahead(struct fs *fs, const char *want)
+{
+	char dev[32];
+
+	if (want && fuse_mount_find(want, dev)) {
 		char path[64], cur[32] = "";
 		int fd;
 
@@ -683,15 +693,6 @@ out:
 	return rc;
 }
 
-#define FUSE_SUPER_MAGIC 0x65735546
-
-/*
- * The mount point is a directory that is not already the root of a FUSE
- * mount.  The kernel would stack a second strata mount over a first one
- * (each then needs its own unmount), and a mount whose process died
- * answers every call with ENOTCONN; both are named here, with the remedy,
- * rather than as a failed mount.
- */
 static int dead_mount(const char *q, struct strata_error *err)
 {
 	return strata_error_set(err, -ENOTCONN, STRATA_ERR_USAGE,
@@ -699,12 +700,19 @@ static int dead_mount(const char *q, struct strata_error *err)
 				" unmount it first (fusermount3 -u)", q);
 }
 
-static int mountpoint_check(const char *mnt, struct strata_error *err)
+/*
+ * The mount point (its realpath 'real') is a directory that is not
+ * already a FUSE mount.  The kernel would stack a second strata mount over
+ * a first one (each then needs its own unmount), and a mount whose process
+ * died answers every call with ENOTCONN; both are named here, with the
+ * remedy, rather than as a failed mount.  statfs tells the two apart: stat
+ * may answer from the kernel's attribute cache.
+ */
+static int mountpoint_check(const char *mnt, const char *real, struct strata_error *err)
 {
-	struct stat st, up;
+	struct stat st;
 	struct statfs sf;
-	char q[512], *parent = NULL;
-	int rc = 0;
+	char q[512], dev[32];
 
 	strata_quote(q, sizeof(q), mnt, strlen(mnt));
 	if (stat(mnt, &st) < 0) {
@@ -718,20 +726,13 @@ static int mountpoint_check(const char *mnt, struct strata_error *err)
 	if (!S_ISDIR(st.st_mode))
 		return strata_error_set(err, -ENOTDIR, STRATA_ERR_USAGE,
 					"mount point '%s' is not a directory", q);
-	/* stat may answer from the kernel's attribute cache; statfs asks */
-	if (statfs(mnt, &sf) < 0)
-		return errno == ENOTCONN ? dead_mount(q, err) :
-		       strata_error_errno(err, errno, "cannot use mount point '%s'", q);
-	if (sf.f_type != FUSE_SUPER_MAGIC)
+	if (!real || !fuse_mount_find(real, dev))
 		return 0;
-	if (asprintf(&parent, "%s/..", mnt) < 0)
-		return strata_error_set(err, -ENOMEM, STRATA_ERR_INTERNAL, "out of memory");
-	if (stat(parent, &up) == 0 && up.st_dev != st.st_dev)
-		rc = strata_error_set(err, -EBUSY, STRATA_ERR_USAGE,
-				      "mount point '%s' is already a FUSE mount;"
-				      " unmount it first (strata umount)", q);
-	free(parent);
-	return rc;
+	if (statfs(mnt, &sf) < 0 && errno == ENOTCONN)
+		return dead_mount(q, err);
+	return strata_error_set(err, -EBUSY, STRATA_ERR_USAGE,
+				"mount point '%s' is already a FUSE mount; unmount it first"
+				" (strata umount)", q);
 }
 
 int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
@@ -754,7 +755,8 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		rc = strata_error_set(err, -EINVAL, STRATA_ERR_USAGE, "no mount point given");
 		goto out;
 	}
-	rc = mountpoint_check(opts->mountpoint, err);
+	mnt_real = realpath(opts->mountpoint, NULL);
+	rc = mountpoint_check(opts->mountpoint, mnt_real, err);
 	if (rc < 0)
 		goto out;
 	rc = fs_precheck(&fs, err);
@@ -811,7 +813,6 @@ int strata_fs_mount(struct strata_repo *repo, const char *catalog_path,
 		goto out;
 	}
 	handlers = true;
-	mnt_real = realpath(opts->mountpoint, NULL);
 	if (fuse_session_mount(fs.se, opts->mountpoint) != 0) {
 		char q[512];
 
