@@ -36,12 +36,19 @@ zstd -dc -- "$a" | tar -C "$T/x" --xattrs --xattrs-include='*' --numeric-owner \
 	fail "zstd -dc | tar -x failed"
 }
 [[ -s $T/x/.strata/manifest ]] || fail "manifest not extracted"
-# The manifest is the snapshot's whole tree, a line per entry: type mode
+# The manifest's first line names the snapshot, as `strata list` does.
+head -n 1 "$T/x/.strata/manifest" >"$T/mhead"
+strata -r "$repo" list --json | jq -r '.[0] | "# strata-manifest 1 id=\(.id) name=\(.name) set=\(.set) kind=\(.kind) base=-"' >"$T/mwant"
+[[ $(cut -d' ' -f1-8 "$T/mhead") == "$(cat "$T/mwant")" ]] ||
+	fail "manifest header '$(cat "$T/mhead")', wanted it to start '$(cat "$T/mwant")'"
+grep -Eq ' started_ns=[0-9]{19} label=-$' "$T/mhead" || fail "manifest header '$(cat "$T/mhead")' lacks started_ns and label"
+# Then the snapshot's whole tree, a line per entry: type mode
 # uid gid size mtime_ns archive offset sha256 path [-> target], with %XX
 # for bytes <= 0x20, >= 0x7f and '%' (so the fields split on spaces).
-m=$T/x/.strata/manifest
+m=$T/mlines
+tail -n +2 "$T/x/.strata/manifest" >"$m"
 n_tree=$(find "$T/x" -mindepth 1 -path "$T/x/.strata" -prune -o -printf . | wc -c)
-[[ $(wc -l <"$m") == "$n_tree" ]] || fail "manifest has $(wc -l <"$m") lines, the snapshot $n_tree entries"
+[[ $(wc -l <"$m") == "$n_tree" ]] || fail "manifest has $(wc -l <"$m") entry lines, the snapshot $n_tree entries"
 bad=$(awk '!(NF == 10 || (NF == 12 && $1 == "l" && $11 == "->")) || ($7 != "this" && $7 != "-") { print NR ": " $0; exit }' "$m")
 [[ -z $bad ]] || fail "manifest line $bad"
 f=$(cd "$src" && find . -type f -size +0 -newermt 1970-01-02 -regex '[A-Za-z0-9/._-]*' -print -quit)

@@ -34,6 +34,15 @@ backup() {
 	archives "$repo" >"$T/arch.after"
 	arch=$(comm -13 "$T/arch.before" "$T/arch.after")
 	[[ $(snap_field "$repo" "$id" kind) == "$1" ]] || fail "snapshot $id is not a $1"
+	# the archive's manifest names its snapshot and the base it was compared with
+	if [[ -n $arch ]]; then
+		local base want got
+		base=$(snap_field "$repo" "$id" base)
+		want="# strata-manifest 1 id=$id kind=$1 base=${base/#null/-}"
+		got=$(zstd -dc -- "$repo/archives/$arch" | tar --warning=no-unknown-keyword -xOf - .strata/manifest |
+			awk 'NR == 1 { print $1, $2, $3, $4, $7, $8 }')  # reads it all: no SIGPIPE
+		[[ $got == "$want" ]] || fail "archive $arch: manifest header '$got', wanted '$want'"
+	fi
 }
 # expect_stored N FILE...: the new archive holds exactly these files + the
 # manifest, and files_stored is N (the files plus directories whose
