@@ -420,12 +420,6 @@ static void manifest_spill(struct run *r)
 	strata_buf_reset(&r->mlines);
 }
 
-/* Bytes the manifest writes as %XX, so its fields split on spaces. */
-static bool manifest_escaped(uint8_t c)
-{
-	return c <= 0x20 || c >= 0x7f || c == '%';
-}
-
 static void manifest_escape(struct run *r, const char *s, size_t len)
 {
 	size_t run = 0;
@@ -433,7 +427,7 @@ static void manifest_escape(struct run *r, const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = (uint8_t)s[i];
 
-		if (manifest_escaped(c)) {
+		if (c <= 0x20 || c >= 0x7f || c == '%') {
 			char esc[4] = "%";
 
 			strata_hex(esc + 1, &c, 1);
@@ -538,57 +532,39 @@ static void manifest_add(struct run *r, const struct strata_entry *e)
 		manifest_spill(r);
 }
 
-/* s with manifest_escape's escapes at p (room for 3 * strlen(s)); returns the end. */
-static char *put_escaped(char *p, const char *s)
-{
-	for (; *s; s++) {
-		uint8_t c = (uint8_t)*s;
-
-		if (manifest_escaped(c)) {
-			*p++ = '%';
-			strata_hex(p, &c, 1);
-			p += 2;
-		} else {
-			*p++ = (char)c;
-		}
-	}
-	return p;
-}
-
 /*
  * The manifest's first line names the snapshot, so an archive alone says
  * which snapshot it holds and what it was compared against:
  *   # strata-manifest 1 id=ID name=NAME set=SET kind=KIND base=ID|- started_ns=NS label=LABEL|-
- * Returns the line's length in hdr.
+ * Put before the walk's lines, once the snapshot row exists.
  */
-static size_t manifest_header(const struct run *r, char *hdr, size_t cap)
+static void manifest_begin(struct run *r)
 {
-	char *p = hdr;
+	char num[64];
+	const struct strata_snapshot *s = &r->snap;
 
-	p += snprintf(p, cap, "# strata-manifest 1 id=%lld name=", (long long)r->snap.id);
-	p = put_escaped(p, r->snap.name);
-	p += snprintf(p, cap - (size_t)(p - hdr), " set=");
-	p = put_escaped(p, r->snap.set);
-	p += snprintf(p, cap - (size_t)(p - hdr), " kind=%s base=", strata_level_name(r->snap.kind));
-	if (r->snap.base)
-		p += snprintf(p, cap - (size_t)(p - hdr), "%lld", (long long)r->snap.base);
+	mput(r, num, (size_t)snprintf(num, sizeof(num), "# strata-manifest 1 id=%lld name=",
+				      (long long)s->id));
+	manifest_escape(r, s->name, strlen(s->name));
+	mput(r, " set=", 5);
+	manifest_escape(r, s->set, strlen(s->set));
+	mput(r, num, (size_t)snprintf(num, sizeof(num), " kind=%s base=", strata_level_name(s->kind)));
+	if (s->base)
+		mput(r, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)s->base));
 	else
-		*p++ = '-';
-	p += snprintf(p, cap - (size_t)(p - hdr), " started_ns=%lld label=",
-		      (long long)r->snap.started_ns);
-	if (r->snap.label[0])
-		p = put_escaped(p, r->snap.label);
+		mput(r, "-", 1);
+	mput(r, num, (size_t)snprintf(num, sizeof(num), " started_ns=%lld label=",
+				      (long long)s->started_ns));
+	if (s->label[0])
+		manifest_escape(r, s->label, strlen(s->label));
 	else
-		*p++ = '-';
-	*p++ = '\n';
-	return (size_t)(p - hdr);
+		mput(r, "-", 1);
+	mput(r, "\n", 1);
 }
 
 static int manifest_write(struct run *r)
 {
 	struct archive_entry *e = r->entry;
-	char hdr[128 + 3 * (STRATA_SNAP_NAME_MAX + STRATA_SET_NAME_MAX + STRATA_LABEL_MAX)];
-	size_t hlen = manifest_header(r, hdr, sizeof(hdr));
 	long size = (long)r->mlines.len;
 	size_t n;
 
@@ -604,10 +580,9 @@ static int manifest_write(struct run *r)
 	sym_archive_entry_set_pathname(e, MANIFEST_MEMBER);
 	sym_archive_entry_set_filetype(e, AE_IFREG);
 	sym_archive_entry_set_perm(e, 0600);
-	sym_archive_entry_set_size(e, (la_int64_t)hlen + size);
+	sym_archive_entry_set_size(e, size);
 	sym_archive_entry_set_mtime(e, r->snap.started_ns / 1000000000, r->snap.started_ns % 1000000000);
-	if (sym_archive_write_header(r->tar, e) != ARCHIVE_OK ||
-	    sym_archive_write_data(r->tar, hdr, hlen) != (la_ssize_t)hlen)
+	if (sym_archive_write_header(r->tar, e) != ARCHIVE_OK)
 		return tar_fail(r, "the manifest");
 	if (!r->manifest) {
 		for (size_t off = 0; off < r->mlines.len; off += n) {
@@ -1669,6 +1644,7 @@ int strata_backup_run(struct strata_repo *repo, struct strata_catalog *cat,
 	r.snap.kind = level;
 	r.snap.set_id = r.set_id;
 	snprintf(r.snap.set, sizeof(r.snap.set), "%s", opts->set ? opts->set : "default");
+	manifest_begin(&r);
 	if (strata_buf_append(&r.path, "", 0) < 0) {
 		ret = -ENOMEM;
 		goto out;

@@ -501,17 +501,6 @@ static void unescape_octal(char *s)
 }
 
 /*
- * Raise the kernel's readahead for this mount to FS_READ_AHEAD_KB: with the
- * default 128 KiB a sequential reader has one small request in flight at a
- * time and waits for every round trip; with a few MiB the kernel sends
- * max_read-sized requests ahead, which the worker threads serve in
- * parallel.  The knob is the mount's own backing device
- * (/sys/class/bdi/MAJ:MIN, found in /proc/self/mountinfo: nothing may
- * touch the mount point itself before the session serves).  'want' is the
- * mount point's realpath, taken before mounting.  Best effort: only root
- * may write the knob.
- */
-/*
  * The device (MAJ:MIN) of the FUSE mount on top at path 'want' (a
  * realpath) into dev, from /proc/self/mountinfo; false if there is none.
  */
@@ -540,6 +529,17 @@ static bool fuse_mount_find(const char *want, char dev[32])
 	return dev[0] != '\0';
 }
 
+/*
+ * Raise the kernel's readahead for this mount to FS_READ_AHEAD_KB: with the
+ * default 128 KiB a sequential reader has one small request in flight at a
+ * time and waits for every round trip; with a few MiB the kernel sends
+ * max_read-sized requests ahead, which the worker threads serve in
+ * parallel.  The knob is the mount's own backing device
+ * (/sys/class/bdi/MAJ:MIN, found in /proc/self/mountinfo: nothing may
+ * touch the mount point itself before the session serves).  'want' is the
+ * mount point's realpath, taken before mounting.  Best effort: only root
+ * may write the knob.
+ */
 static void fs_tune_readahead(struct fs *fs, const char *want)
 {
 	char dev[32];
